@@ -1,0 +1,347 @@
+"""Read every ATST checkpoint family, infer the encoder config from tensor shapes, and export encoders.
+
+Checkpoints are untrusted input: they are read with `torch.load(weights_only=True)` (or safetensors), so no
+arbitrary object is ever unpickled. Families (design.md):
+
+* official ATST-Frame / ATST-Clip Lightning `.ckpt` and this project's pre-training checkpoints
+  (`state_dict` with `model.{teacher,student}.encoder.*`);
+* DINO-style ATST-Clip files (top-level `teacher` / `student` dicts, keys possibly prefixed `module.`/`backbone.`);
+* a bare encoder state dict (the keys of `ATSTEncoder.state_dict()`);
+* exported encoders (`atst export`): safetensors with the config in the metadata.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
+from .frontend import FrontendConfig
+
+PathLike = Union[str, os.PathLike]
+BRANCHES = ("teacher", "student")
+EXPORT_FORMAT = "atst-encoder"
+EXPORT_FORMAT_VERSION = "1"
+DEFAULT_CLIP_TRAIN_LEN = 6.0  # seconds; the official ATST-Clip downstream default when hyper-parameters lack it
+HEAD_PREFIXES = ("projector.", "predictor.", "head.")
+SAFETENSORS_MAGIC_OFFSET = 8
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable ATST checkpoint of the requested kind."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What `load_checkpoint` found: the encoder (eval mode), where it came from, and the file's extras."""
+
+    encoder: ATSTEncoder
+    config: EncoderConfig
+    frontend_config: FrontendConfig
+    family_source: str  # "lightning", "dino", "state_dict" or "export"
+    branch: str
+    path: str
+    hyper_parameters: dict = field(default_factory=dict)
+    clip_train_len: float = DEFAULT_CLIP_TRAIN_LEN
+
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+
+def _read_raw(path: Path) -> Any:
+    """torch.load with weights_only=True and mmap when the file allows it; clear errors for everything else."""
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); the download or copy did not finish")
+    is_zip = zipfile.is_zipfile(path)
+    try:
+        # argparse.Namespace is the one non-container type ATST files hold (the `args` of DINO-style files);
+        # it carries only attributes, so allowing it keeps the load free of arbitrary code.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects other than tensors, dicts, lists, strings and "
+            f"numbers, which ATST checkpoints never contain (loading is weights_only for safety). Details: {error}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"could not read {path} as a torch checkpoint: the file is truncated, corrupt or of another format "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(SAFETENSORS_MAGIC_OFFSET + 2)
+    return len(head) == SAFETENSORS_MAGIC_OFFSET + 2 and head[SAFETENSORS_MAGIC_OFFSET:] == b"{\""
+
+
+def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def _branch_encoder_state(raw: Any, branch: str, path: Path) -> tuple[dict[str, Tensor], str, dict]:
+    """Find the encoder tensors of `branch` in a loaded object: (state, family_source, hyper_parameters)."""
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a checkpoint dictionary")
+    hparams = raw.get("hyper_parameters") if isinstance(raw.get("hyper_parameters"), Mapping) else {}
+    if isinstance(raw.get("state_dict"), Mapping):
+        state = raw["state_dict"]
+        present = [b for b in BRANCHES if any(k.startswith(f"model.{b}.encoder.") for k in state)]
+        if not present:
+            raise CheckpointError(
+                f"{path} is a Lightning checkpoint but has no ATST encoder: expected keys "
+                f"'model.teacher.encoder.*' or 'model.student.encoder.*', found e.g. {_sample_keys(state)}"
+            )
+        if branch not in present:
+            raise CheckpointError(
+                f"{path} has no {branch} encoder (it holds only: {', '.join(present)}); "
+                f"pass branch={present[0]!r} to load that one"
+            )
+        return _strip(state, f"model.{branch}.encoder."), "lightning", dict(hparams)
+    if any(isinstance(raw.get(b), Mapping) for b in BRANCHES):
+        present = [b for b in BRANCHES if isinstance(raw.get(b), Mapping)]
+        if branch not in present:
+            raise CheckpointError(
+                f"{path} has no {branch!r} weights (it holds only: {', '.join(present)}); "
+                f"pass branch={present[0]!r} to load that one"
+            )
+        state = dict(raw[branch])
+        for prefix in ("module.", "backbone.", "encoder."):
+            if state and all(key.startswith(prefix) or key.startswith(HEAD_PREFIXES) for key in state):
+                state = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+        args = raw.get("args")
+        return state, "dino", dict(vars(args)) if hasattr(args, "__dict__") else dict(args or {})
+    if "pos_embed" in raw and "patch_embed.patch_embed.weight" in raw:
+        return {k: v for k, v in raw.items() if isinstance(v, Tensor)}, "state_dict", {}
+    raise CheckpointError(
+        f"{path} is not an ATST checkpoint: expected a Lightning checkpoint ('state_dict' with "
+        f"'model.teacher.encoder.*'), a DINO-style file ('teacher'/'student'), a bare encoder state dict or an "
+        f"`atst export` file; found top-level keys {_sample_keys(raw)}"
+    )
+
+
+def _sample_keys(mapping: Mapping, limit: int = 6) -> str:
+    keys = list(mapping.keys())
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} keys)"
+
+
+def infer_config(state: Mapping[str, Tensor], hyper_parameters: Optional[Mapping] = None,
+                 num_heads: Optional[int] = None) -> EncoderConfig:
+    """Encoder config from tensor shapes alone (hyper-parameters are never trusted for shapes).
+
+    D from `pos_embed`, depth from the block indices, heads = D / 64 unless given, family from `cls_token`.
+    """
+    required = ("pos_embed", "patch_embed.patch_embed.weight", "blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.weight")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"encoder weights are incomplete: missing {missing}")
+    pos = state["pos_embed"]
+    if pos.ndim != 3 or pos.shape[0] != 1:
+        raise CheckpointError(f"pos_embed has shape {tuple(pos.shape)}, expected [1, tokens + 1, D]")
+    dim = int(pos.shape[-1])
+    depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
+    patch_dim = int(state["patch_embed.patch_embed.weight"].shape[1])
+    hp = hyper_parameters or {}
+    patch_h, patch_w = int(hp.get("patch_h", 64)), int(hp.get("patch_w", 4))
+    if patch_h * patch_w != patch_dim:
+        patch_h, patch_w = 64, patch_dim // 64
+    if patch_h * patch_w != patch_dim:
+        raise CheckpointError(f"patch embedding takes {patch_dim} features, which is not 64 mel bins x frames")
+    heads = num_heads or max(1, dim // 64)
+    return EncoderConfig(
+        family="clip" if "cls_token" in state else "frame",
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_hidden_dim=int(state["blocks.0.mlp.fc1.weight"].shape[0]),
+        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        n_mels=patch_h,
+        patch_h=patch_h,
+        patch_w=patch_w,
+        max_tokens=int(pos.shape[1]) - 1,
+    )
+
+
+def frontend_config_from(hyper_parameters: Mapping, config: EncoderConfig) -> FrontendConfig:
+    """Front-end settings the checkpoint was trained with (win_length is a training flag of ATST-Frame)."""
+    win_length = int(hyper_parameters.get("win_length", 1024)) if config.family == "frame" else 1024
+    return FrontendConfig(win_length=win_length, n_mels=config.n_mels)
+
+
+def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str) -> ATSTEncoder:
+    """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys."""
+    with torch.device("meta"):
+        encoder = ATSTEncoder(config)
+    expected = set(encoder.state_dict().keys())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"encoder weights in {source} do not match an ATST-{config.family} encoder: "
+            f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}"
+        )
+    reference = encoder.state_dict()
+    tensors = {}
+    for key in expected:
+        value = state[key]
+        if tuple(value.shape) != tuple(reference[key].shape):
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(reference[key].shape)}"
+            )
+        if not value.is_floating_point():
+            raise CheckpointError(f"{source}: {key} has dtype {value.dtype}, expected a floating-point tensor")
+        # a private float32 copy: detaches the weights from the (mmapped) file and the rest of the checkpoint
+        tensors[key] = value.detach().to(torch.float32, copy=True)
+    encoder.load_state_dict(tensors, assign=True)
+    return encoder.eval().requires_grad_(False)
+
+
+def load_checkpoint(path: PathLike, branch: str = "teacher") -> LoadedCheckpoint:
+    """Read any supported checkpoint file and return its encoder (teacher by default) in eval mode."""
+    if branch not in BRANCHES:
+        raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
+    path = Path(path)
+    if path.exists() and path.is_file() and _is_safetensors(path):
+        return _load_export(path)
+    raw = _read_raw(path)
+    state, source, hparams = _branch_encoder_state(raw, branch, path)
+    config = infer_config(state, hparams)
+    encoder = build_encoder(config, state, str(path))
+    return LoadedCheckpoint(
+        encoder=encoder,
+        config=config,
+        frontend_config=frontend_config_from(hparams, config),
+        family_source=source,
+        branch=branch,
+        path=str(path),
+        hyper_parameters=_plain(hparams),
+        clip_train_len=float(hparams.get("train_len", DEFAULT_CLIP_TRAIN_LEN)),
+    )
+
+
+def _plain(hparams: Mapping) -> dict:
+    """Keep only JSON-representable hyper-parameters (for `info` and export metadata)."""
+    out = {}
+    for key, value in hparams.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            out[str(key)] = value
+    return out
+
+
+def export_encoder(checkpoint: LoadedCheckpoint, out_path: PathLike) -> Path:
+    """Write the encoder as safetensors (no pickle) with its config in the metadata; atomic."""
+    from safetensors.torch import save_file
+
+    out_path = Path(out_path)
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "encoder_config": json.dumps(checkpoint.config.to_dict()),
+        "frontend_config": json.dumps(checkpoint.frontend_config.__dict__),
+        "clip_train_len": repr(checkpoint.clip_train_len),
+        "source": os.path.basename(checkpoint.path),
+        "branch": checkpoint.branch,
+        "hyper_parameters": json.dumps(checkpoint.hyper_parameters),
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in checkpoint.encoder.state_dict().items()}
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def _load_export(path: Path) -> LoadedCheckpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"could not read {path} as safetensors: {error}") from None
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not an `atst export` encoder (no atst metadata)")
+    try:
+        config = EncoderConfig(**json.loads(metadata["encoder_config"]))
+        frontend = FrontendConfig(**json.loads(metadata["frontend_config"]))
+        train_len = float(metadata.get("clip_train_len", DEFAULT_CLIP_TRAIN_LEN))
+        hparams = json.loads(metadata.get("hyper_parameters", "{}"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: malformed atst export metadata ({error})") from None
+    encoder = build_encoder(config, state, str(path))
+    return LoadedCheckpoint(encoder, config, frontend, "export", metadata.get("branch", "teacher"), str(path),
+                            hparams, train_len)
+
+
+def describe_checkpoint(path: PathLike) -> dict:
+    """What a checkpoint file holds, for `atst info`: family, arch, parameter count, branches and extras."""
+    path = Path(path)
+    loaded = None
+    notes: dict[str, Any] = {}
+    if path.is_file() and _is_safetensors(path):
+        loaded = _load_export(path)
+        notes["contents"] = ["encoder (exported)"]
+    else:
+        raw = _read_raw(path)
+        contents = []
+        if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
+            state = raw["state_dict"]
+            groups = sorted({".".join(k.split(".")[:3]) for k in state if k.startswith("model.")})
+            contents = [f"{g} ({sum(v.numel() for k, v in state.items() if k.startswith(g + '.')):,} values)"
+                        for g in groups]
+            for key in ("epoch", "global_step", "pytorch-lightning_version"):
+                if key in raw:
+                    notes[key] = raw[key]
+            optim = raw.get("optimizer_states") or []
+            notes["optimizer_states"] = f"{len(optim)} optimizer(s)" + (
+                " with moments" if any(o.get("state") for o in optim if isinstance(o, Mapping)) else "")
+        elif isinstance(raw, Mapping):
+            contents = [str(k) for k in raw.keys()]
+        notes["contents"] = contents
+        branch = "teacher"
+        try:
+            _branch_encoder_state(raw, "teacher", path)
+        except CheckpointError:
+            branch = "student"
+        state, source, hparams = _branch_encoder_state(raw, branch, path)
+        config = infer_config(state, hparams)
+        loaded = LoadedCheckpoint(build_encoder(config, state, str(path)), config,
+                                  frontend_config_from(hparams, config), source, branch, str(path),
+                                  _plain(hparams), float(hparams.get("train_len", DEFAULT_CLIP_TRAIN_LEN)))
+    config = loaded.config
+    return {
+        "path": str(path),
+        "family": f"ATST-{config.family.capitalize()}",
+        "format": loaded.family_source,
+        "branch": loaded.branch,
+        "arch": arch_name(config),
+        "embed_dim": config.embed_dim,
+        "depth": config.depth,
+        "num_heads": config.num_heads,
+        "max_tokens": config.max_tokens,
+        "encoder_parameters": count_parameters(loaded.encoder),
+        "frontend": loaded.frontend_config.__dict__,
+        **({"clip_train_len": loaded.clip_train_len} if config.family == "clip" else {}),
+        **notes,
+        "hyper_parameters": loaded.hyper_parameters,
+    }
