@@ -1,0 +1,221 @@
+"""Checkpoint reading: every family, config inferred from shapes, clear errors, never unpickling objects."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from atst import CheckpointError, describe_checkpoint, export_encoder, load_checkpoint, load_embedder
+from atst.encoder import arch_config
+from atst.synthetic import random_encoder
+
+SR = 16000
+MANIFESTS = {
+    "atstframe_small_ckpt_manifest.json": ("frame", 384, 6),
+    "atstframe_base_ckpt_manifest.json": ("frame", 768, 12),
+    "atstclip_small_ckpt_manifest.json": ("clip", 384, 6),
+    "atstclip_base_ckpt_manifest.json": ("clip", 768, 12),
+}
+
+
+def _checkpoint_from_manifest(manifest: dict, path: Path) -> Path:
+    """Random weights in exactly the manifest's key/shape layout, plus its top-level keys and hyper-parameters."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for entry in manifest["state_dict"]:
+        shape, dtype = entry["shape"], getattr(torch, entry["dtype"])
+        if dtype.is_floating_point:
+            value = torch.randn(shape, generator=generator) * 0.02
+            if entry["key"].endswith(("norm1.weight", "norm2.weight", "norm_frame.weight", "norm.weight")):
+                value += 1.0
+        else:
+            value = torch.zeros(shape, dtype=dtype)
+        state[entry["key"]] = value
+    checkpoint = {key: None for key in manifest["top_level_keys"]}
+    checkpoint.update(epoch=0, global_step=0, loops={}, callbacks={}, optimizer_states=[], lr_schedulers=[],
+                      hparams_name=manifest["hparams_name"], hyper_parameters=manifest["hyper_parameters"],
+                      state_dict=state)
+    checkpoint["pytorch-lightning_version"] = "2.6.6"
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.parametrize("manifest_name", sorted(MANIFESTS))
+def test_full_size_checkpoints_load_with_inferred_config(fixtures, tmp_path, manifest_name):
+    family, dim, heads = MANIFESTS[manifest_name]
+    manifest = json.loads((fixtures / manifest_name).read_text())
+    path = _checkpoint_from_manifest(manifest, tmp_path / "full.ckpt")
+    loaded = load_checkpoint(path)
+    config = loaded.config
+    assert (config.family, config.embed_dim, config.depth, config.num_heads) == (family, dim, 12, heads)
+    assert config.mlp_hidden_dim == 4 * dim and config.max_tokens == 250
+    encoder_keys = [e for e in manifest["state_dict"] if e["key"].startswith("model.teacher.encoder.")]
+    assert sum(p.numel() for p in loaded.encoder.parameters()) == sum(
+        torch.Size(e["shape"]).numel() for e in encoder_keys)
+    model = load_embedder(str(path))
+    audio = torch.randn(2, SR) * 0.1
+    scene = model.scene_embeddings(audio)
+    embeddings, stamps = model.timestamp_embeddings(audio)
+    assert scene.shape == (2, model.scene_embedding_size) == (2, 12 * dim * (2 if family == "clip" else 1))
+    assert embeddings.shape == (2, 25, 12 * dim)
+    assert torch.isfinite(scene).all() and torch.isfinite(embeddings).all()
+    if family == "clip":
+        assert model.clip_train_len == manifest["hyper_parameters"]["train_len"]
+
+
+def test_teacher_is_the_default_and_student_is_an_option(fixtures):
+    checkpoint = torch.load(fixtures / "atstframe_tiny.ckpt", weights_only=True)
+    teacher = load_checkpoint(fixtures / "atstframe_tiny.ckpt").encoder.state_dict()
+    student = load_checkpoint(fixtures / "atstframe_tiny.ckpt", branch="student").encoder.state_dict()
+    assert torch.equal(teacher["pos_embed"], checkpoint["state_dict"]["model.teacher.encoder.pos_embed"])
+    assert torch.equal(student["pos_embed"], checkpoint["state_dict"]["model.student.encoder.pos_embed"])
+    assert not torch.equal(teacher["pos_embed"], student["pos_embed"])  # the fixture's branches differ on purpose
+
+
+def test_hyper_parameters_are_not_trusted_for_shapes(fixtures):
+    loaded = load_checkpoint(fixtures / "atstframe_tiny.ckpt")
+    assert loaded.hyper_parameters["arch"] == "small"  # says small ...
+    assert loaded.config.embed_dim == 64 and loaded.config.num_heads == 1  # ... but the tensors are tiny
+
+
+def _encoder_state(family: str = "frame") -> dict:
+    return random_encoder(arch_config("tiny", family=family)).state_dict()
+
+
+def test_dino_style_files_load(tmp_path):
+    state = _encoder_state("clip")
+    raw = {"teacher": {f"module.backbone.{k}": v for k, v in state.items()},
+           "student": {f"module.backbone.{k}": v + 1 for k, v in state.items()},
+           "args": argparse.Namespace(arch="tiny", train_len=9.0)}
+    raw["teacher"]["module.head.last_layer.weight"] = torch.zeros(4, 4)
+    torch.save(raw, tmp_path / "dino.pth")
+    loaded = load_checkpoint(tmp_path / "dino.pth")
+    assert loaded.family == "clip" and loaded.family_source == "dino" and loaded.clip_train_len == 9.0
+    assert torch.equal(loaded.encoder.state_dict()["pos_embed"], state["pos_embed"])
+
+
+def test_bare_encoder_state_dict_loads(tmp_path):
+    state = _encoder_state()
+    torch.save(state, tmp_path / "bare.pt")
+    loaded = load_checkpoint(tmp_path / "bare.pt")
+    assert loaded.family == "frame" and loaded.family_source == "state_dict"
+
+
+def test_export_round_trips_to_identical_embeddings(fixtures, tmp_path):
+    source = load_checkpoint(fixtures / "atstframe_tiny.ckpt")
+    out = export_encoder(source, tmp_path / "encoder.safetensors")
+    with open(out, "rb") as handle:
+        assert b"pickle" not in handle.read(4096)
+    original = load_embedder(str(fixtures / "atstframe_tiny.ckpt"))
+    exported = load_embedder(str(out))
+    audio = torch.randn(2, 3 * SR) * 0.1
+    assert torch.equal(original.scene_embeddings(audio), exported.scene_embeddings(audio))
+    assert torch.equal(original.timestamp_embeddings(audio)[0], exported.timestamp_embeddings(audio)[0])
+    assert exported.encoder.config == original.encoder.config
+
+
+def test_export_keeps_clip_settings(fixtures, tmp_path):
+    out = export_encoder(load_checkpoint(fixtures / "atstclip_tiny.ckpt"), tmp_path / "clip.safetensors")
+    loaded = load_checkpoint(out)
+    assert loaded.family == "clip" and loaded.clip_train_len == 9.0
+
+
+def test_describe_checkpoint(fixtures):
+    info = describe_checkpoint(fixtures / "atstframe_tiny.ckpt")
+    assert info["family"] == "ATST-Frame" and info["embed_dim"] == 64 and info["num_heads"] == 1
+    assert info["encoder_parameters"] == sum(p.numel() for p in load_checkpoint(
+        fixtures / "atstframe_tiny.ckpt").encoder.parameters())
+    assert any(item.startswith("model.student.predictor") for item in info["contents"])
+
+
+# ------------------------------------------------------------------------------------------ errors
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_truncated_checkpoint(fixtures, tmp_path):
+    data = (fixtures / "atstframe_tiny.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(tmp_path / "empty.ckpt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch EXPLOITED_MARKER",))
+
+
+def test_malicious_pickle_is_never_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": _Exploit()}, tmp_path / "evil.ckpt")
+    with open(tmp_path / "legacy.pkl", "wb") as handle:
+        pickle.dump({"state_dict": _Exploit()}, handle)
+    for name in ("evil.ckpt", "legacy.pkl"):
+        with pytest.raises(CheckpointError, match="refusing to load|could not read"):
+            load_checkpoint(tmp_path / name)
+    assert not (tmp_path / "EXPLOITED_MARKER").exists()
+
+
+def test_pickle_that_is_not_a_checkpoint(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint dictionary"):
+        load_checkpoint(tmp_path / "list.pt")
+    torch.save({"hello": "world"}, tmp_path / "dict.pt")
+    with pytest.raises(CheckpointError, match="not an ATST checkpoint"):
+        load_checkpoint(tmp_path / "dict.pt")
+
+
+def test_student_only_checkpoint_names_the_branch(fixtures, tmp_path):
+    checkpoint = torch.load(fixtures / "atstframe_tiny.ckpt", weights_only=True)
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.student.")}
+    torch.save(checkpoint, tmp_path / "student_only.ckpt")
+    with pytest.raises(CheckpointError, match="no teacher encoder.*student"):
+        load_checkpoint(tmp_path / "student_only.ckpt")
+    assert load_checkpoint(tmp_path / "student_only.ckpt", branch="student").branch == "student"
+
+
+def test_foreign_state_dict(tmp_path):
+    torch.save({"state_dict": torch.nn.Linear(4, 4).state_dict()}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointError, match="no ATST encoder"):
+        load_checkpoint(tmp_path / "foreign.ckpt")
+    torch.save(torch.nn.Conv1d(2, 2, 3).state_dict(), tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an ATST checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_missing_and_unexpected_encoder_keys_are_named(fixtures, tmp_path):
+    checkpoint = torch.load(fixtures / "atstframe_tiny.ckpt", weights_only=True)
+    state = checkpoint["state_dict"]
+    del state["model.teacher.encoder.blocks.3.mlp.fc2.bias"]
+    state["model.teacher.encoder.blocks.3.extra.weight"] = torch.zeros(2)
+    torch.save(checkpoint, tmp_path / "broken.ckpt")
+    with pytest.raises(CheckpointError, match=r"blocks\.3\.mlp\.fc2\.bias.*blocks\.3\.extra\.weight"):
+        load_checkpoint(tmp_path / "broken.ckpt")
+
+
+def test_wrong_shape_is_named(fixtures, tmp_path):
+    checkpoint = torch.load(fixtures / "atstframe_tiny.ckpt", weights_only=True)
+    checkpoint["state_dict"]["model.teacher.encoder.blocks.0.attn.proj.weight"] = torch.zeros(64, 32)
+    torch.save(checkpoint, tmp_path / "shape.ckpt")
+    with pytest.raises(CheckpointError, match=r"blocks\.0\.attn\.proj\.weight has shape \(64, 32\)"):
+        load_checkpoint(tmp_path / "shape.ckpt")
+
+
+def test_safetensors_without_atst_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not an `atst export` encoder"):
+        load_checkpoint(tmp_path / "other.safetensors")
