@@ -70,6 +70,9 @@ def _read_raw(path: Path) -> Any:
     try:
         # argparse.Namespace is the one non-container type ATST files hold (the `args` of DINO-style files);
         # it carries only attributes, so allowing it keeps the load free of arbitrary code.
+        # (the context manager would also drop it from a process-wide allow-list set by someone else on exit)
+        if argparse.Namespace in torch.serialization.get_safe_globals():
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:

@@ -1,0 +1,101 @@
+"""The synthetic HEAR task generator writes the hear-preprocess layout, deterministically (fast, no harness)."""
+from __future__ import annotations
+
+import csv
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hear_atst.tasks import SIZES, make_tasks
+
+METADATA_KEYS = {"task_name", "version", "embedding_type", "prediction_type", "split_mode", "sample_duration",
+                 "evaluation", "download_urls", "default_mode", "tmp_dir", "mode", "splits"}
+VALID_SCORES = {"top1_acc", "pitch_acc", "chroma_acc", "mAP", "d_prime", "aucroc", "event_onset_200ms_fms",
+                "event_onset_50ms_fms", "event_onset_offset_50ms_20perc_fms", "segment_1s_er"}
+
+
+@pytest.fixture(scope="module")
+def tiny_tasks(tmp_path_factory) -> list:
+    return make_tasks(tmp_path_factory.mktemp("tasks"), size="tiny", seed=7,
+                      tasks=["synth_scene", "synth_timbre", "synth_events"])
+
+
+def read_wav(path: Path) -> tuple:
+    with wave.open(str(path), "rb") as f:
+        return f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+
+
+def test_task_dirs_follow_hear_preprocess_layout(tiny_tasks):
+    names = [p.name for p in tiny_tasks]
+    assert names == ["synth_scene-v1-full", "synth_timbre-v1-full", "synth_events-v1-full"]
+    for task in tiny_tasks:
+        meta = json.loads((task / "task_metadata.json").read_text())
+        assert METADATA_KEYS <= set(meta), METADATA_KEYS - set(meta)
+        assert f"{meta['task_name']}-{meta['version']}-{meta['mode']}" == task.name
+        assert set(meta["evaluation"]) <= VALID_SCORES
+        rows = list(csv.reader((task / "labelvocabulary.csv").open()))
+        assert rows[0] == ["idx", "label"]
+        labels = [r[1] for r in rows[1:]]
+        assert [int(r[0]) for r in rows[1:]] == list(range(len(labels))) and labels == sorted(labels)
+        expected_frames = int(round(meta["sample_duration"] * 16000))
+        for split in meta["splits"]:
+            data = json.loads((task / f"{split}.json").read_text())
+            on_disk = sorted(p.name for p in (task / "16000" / split).iterdir())
+            assert sorted(data) == on_disk, "every wav has a key and every key a wav"
+            for name in on_disk:
+                assert read_wav(task / "16000" / split / name) == (1, 2, 16000, expected_frames)
+            for value in data.values():
+                if meta["embedding_type"] == "scene":
+                    assert len(value) == 1 and value[0] in labels
+                else:
+                    for event in value:
+                        assert set(event) == {"label", "start", "end"} and event["label"] in labels
+                        assert 0 <= event["start"] < event["end"] <= meta["sample_duration"] * 1000
+
+
+def test_split_modes_and_label_types(tiny_tasks):
+    meta = {p.name.split("-")[0]: json.loads((p / "task_metadata.json").read_text()) for p in tiny_tasks}
+    assert meta["synth_scene"]["split_mode"] == "trainvaltest"
+    assert meta["synth_scene"]["splits"] == ["train", "valid", "test"]
+    assert meta["synth_timbre"]["split_mode"] == "new_split_kfold"
+    assert meta["synth_timbre"]["splits"] == ["fold00", "fold01", "fold02"] and meta["synth_timbre"]["nfolds"] == 3
+    assert (meta["synth_events"]["embedding_type"], meta["synth_events"]["prediction_type"]) == ("event",
+                                                                                               "multilabel")
+    assert meta["synth_events"]["evaluation"][0] == "event_onset_200ms_fms"
+
+
+def test_scene_splits_are_balanced_and_audible(tiny_tasks):
+    scene = tiny_tasks[0]
+    train = json.loads((scene / "train.json").read_text())
+    counts = {}
+    for labels in train.values():
+        counts[labels[0]] = counts.get(labels[0], 0) + 1
+    assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 1
+    with wave.open(str(scene / "16000" / "train" / sorted(train)[0]), "rb") as f:
+        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    assert 0.01 < np.sqrt(np.mean(pcm ** 2)) < 0.9
+
+
+def test_same_seed_same_bytes_other_seed_other_audio(tmp_path, tiny_tasks):
+    again = make_tasks(tmp_path / "a", size="tiny", seed=7, tasks=["synth_events"])[0]
+    other = make_tasks(tmp_path / "b", size="tiny", seed=8, tasks=["synth_events"])[0]
+    original = tiny_tasks[2]
+    for rel in ["test.json", "task_metadata.json", "16000/train/train_0000.wav"]:
+        assert (again / rel).read_bytes() == (original / rel).read_bytes(), rel
+    assert (other / "16000/train/train_0000.wav").read_bytes() != (original / "16000/train/train_0000.wav").read_bytes()
+
+
+def test_sizes_scale_clip_counts(tmp_path):
+    small = make_tasks(tmp_path, size="small", seed=1, tasks=["synth_scene"])[0]
+    assert len(json.loads((small / "train.json").read_text())) == SIZES["small"].scene_per_split
+    assert len(json.loads((small / "train.json").read_text())) > SIZES["tiny"].scene_per_split
+
+
+def test_bad_requests_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        make_tasks(tmp_path, size="huge")
+    with pytest.raises(ValueError, match="unknown task"):
+        make_tasks(tmp_path, size="tiny", tasks=["synth_nope"])
