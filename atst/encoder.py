@@ -195,7 +195,10 @@ class ATSTEncoder(nn.Module):
         rates = [config.drop_path_rate * i / steps for i in range(config.depth)]  # linear 0 -> rate
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.add_module(config.final_norm_name, nn.LayerNorm(dim, eps=config.layer_norm_eps))
-        self.reset_parameters()
+        if not self.pos_embed.is_meta:
+            # a meta-device skeleton (checkpoint loading) gets its tensors from load_state_dict(assign=True);
+            # initialising meta tensors goes through slow Python decompositions (about 1.5 s per fresh process)
+            self.reset_parameters()
 
     @property
     def final_norm(self) -> nn.LayerNorm:

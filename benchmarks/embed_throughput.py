@@ -161,7 +161,7 @@ class Timer:
             torch.cuda.synchronize(self.device)
 
     def run(self, fn):
-        """(seconds, peak memory rise MB, output) of one call."""
+        """(seconds, peak memory rise MB, output) of one call; `self.last_cpu_s` = process CPU time it used."""
         import torch
 
         gc.collect()
@@ -173,10 +173,12 @@ class Timer:
             _reset_peak_rss()
             base = _status_mb("VmRSS")
         self.sync()
+        cpu_start = time.process_time()
         start = time.perf_counter()
         out = fn()
         self.sync()
         seconds = time.perf_counter() - start
+        self.last_cpu_s = time.process_time() - cpu_start
         if self.device.type == "cuda":
             peak = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
         else:
@@ -216,6 +218,7 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
         warm = batch * seconds <= args.warmup_limit
         times = {key: [] for key in calls}
         peaks = {key: [] for key in calls}
+        cpu = {key: [] for key in calls}
         errors: dict = {}
         for round_index in range(args.repeats + int(warm)):
             timed = round_index >= int(warm)  # with a warm-up, round 0 is untimed
@@ -228,6 +231,7 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
                 if timed:
                     times[key].append(seconds_taken)
                     peaks[key].append(peak)
+                    cpu[key].append(timer.last_cpu_s)
             if round_index == 0:
                 # correctness gate: the baseline must give the official-mode numbers (checked on the first round,
                 # before any number of this cell is reported)
@@ -251,7 +255,8 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
             rows.append({
                 "arch": arch, "device": device.type, "batch": batch, "seconds": seconds, "variant": mode,
                 "dtype": dtype, "median_s": median, "runs_s": [round(t, 4) for t in times[key]],
-                "best_s": min(times[key]), "audio_s_per_s": batch * seconds / median,
+                "best_s": min(times[key]), "cpu_s": statistics.median(cpu[key]),
+                "cpu_speedup_vs_baseline": statistics.median(cpu["baseline"]) / statistics.median(cpu[key]), "audio_s_per_s": batch * seconds / median,
                 "speedup_vs_baseline": base_median / median,
                 "speedup_vs_baseline_best": min(times["baseline"]) / min(times[key]),
                 "call_peak_mb": max(peaks[key]), "max_abs_diff_vs_official_fp32": errors.get(key),
@@ -300,9 +305,10 @@ def format_throughput(rows: list[dict]) -> str:
         out.append([r["arch"], r["device"], str(r["batch"]), f"{r['seconds']:g}", r["variant"], r["dtype"],
                     f"{r['median_s']:.3f}", f"{r['best_s']:.3f}", f"{r['audio_s_per_s']:.1f}",
                     f"{r['speedup_vs_baseline']:.2f}x", f"{r['speedup_vs_baseline_best']:.2f}x",
+                    f"{r['cpu_s']:.2f}", f"{r['cpu_speedup_vs_baseline']:.2f}x",
                     f"{r['call_peak_mb']:.0f}", "-" if err is None or err != err else f"{err:.1e}"])
     return table(["arch", "dev", "batch", "clip s", "variant", "dtype", "median s", "best s", "audio s / s",
-                  "vs baseline", "vs baseline (best)",
+                  "vs baseline", "vs baseline (best)", "CPU s", "vs baseline (CPU s)",
                   "call peak MB", "max|diff| vs off. fp32"], out)
 
 
@@ -406,7 +412,7 @@ def main(argv=None) -> None:
     if rows:
         print(f"## timestamp_embeddings throughput on {device.type} ({env['threads']} threads); median of "
               f"{args.repeats} round-robin rounds; 'vs baseline' = official-style fp32 time / this time, same cell "
-              f"(medians; '(best)' uses the fastest round of each)")
+              f"(medians; '(best)' uses the fastest round of each; 'CPU s' = median process CPU time of a call)")
         print(format_throughput(rows))
         print()
         seconds = sorted({r["seconds"] for r in rows})
