@@ -15,7 +15,9 @@ help:
 
 $(STAMP)/venv:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	# pip >= 24.1 rejects catalyst 22.4's metadata (needed by s3prl's speech_commands) and backtracks to 21.x,
+	# which fails on Python >= 3.10; keep a pip that accepts it
+	$(PIP) install -q "pip>=23,<24.1"
 	mkdir -p $(STAMP) && touch $@
 
 # torch/torchaudio pinned as a pair (requirements/core.txt); the package in editable mode
