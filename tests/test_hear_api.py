@@ -93,18 +93,11 @@ def test_mono_with_channel_axis_is_accepted(model):
 
 
 @pytest.mark.slow
-def test_stock_hear_validator_passes(tiny_frame_ckpt, tmp_path):
+@pytest.mark.parametrize("family", ["frame", "clip"])
+def test_stock_hear_validator_passes(tiny_frame_ckpt, tiny_clip_ckpt, tmp_path, family):
+    checkpoint = tiny_frame_ckpt if family == "frame" else tiny_clip_ckpt
     validator = os.path.join(os.path.dirname(sys.executable), "hear-validator")
-    result = subprocess.run([validator, "hear_atst", "--model", str(tiny_frame_ckpt), "--device", "cpu"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Looks good!" in result.stdout
-
-
-@pytest.mark.slow
-def test_stock_hear_validator_passes_for_clip(tiny_clip_ckpt, tmp_path):
-    validator = os.path.join(os.path.dirname(sys.executable), "hear-validator")
-    result = subprocess.run([validator, "hear_atst", "--model", str(tiny_clip_ckpt), "--device", "cpu"],
+    result = subprocess.run([validator, "hear_atst", "--model", str(checkpoint), "--device", "cpu"],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Looks good!" in result.stdout
