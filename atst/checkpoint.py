@@ -226,12 +226,15 @@ def load_checkpoint(path: PathLike, branch: str = "teacher") -> LoadedCheckpoint
     path = Path(path)
     if path.exists() and path.is_file() and _is_safetensors(path):
         return _load_export(path)
-    raw = _read_raw(path)
+    return _loaded_from_raw(_read_raw(path), branch, path)
+
+
+def _loaded_from_raw(raw: Any, branch: str, path: Path) -> LoadedCheckpoint:
+    """Build the encoder of `branch` from an already-read checkpoint object."""
     state, source, hparams = _branch_encoder_state(raw, branch, path)
     config = infer_config(state, hparams)
-    encoder = build_encoder(config, state, str(path))
     return LoadedCheckpoint(
-        encoder=encoder,
+        encoder=build_encoder(config, state, str(path)),
         config=config,
         frontend_config=frontend_config_from(hparams, config),
         family_source=source,
@@ -321,16 +324,10 @@ def describe_checkpoint(path: PathLike) -> dict:
         elif isinstance(raw, Mapping):
             contents = [str(k) for k in raw.keys()]
         notes["contents"] = contents
-        branch = "teacher"
         try:
-            _branch_encoder_state(raw, "teacher", path)
-        except CheckpointError:
-            branch = "student"
-        state, source, hparams = _branch_encoder_state(raw, branch, path)
-        config = infer_config(state, hparams)
-        loaded = LoadedCheckpoint(build_encoder(config, state, str(path)), config,
-                                  frontend_config_from(hparams, config), source, branch, str(path),
-                                  _plain(hparams), float(hparams.get("train_len", DEFAULT_CLIP_TRAIN_LEN)))
+            loaded = _loaded_from_raw(raw, "teacher", path)
+        except CheckpointError:  # a student-only file: describe what it has
+            loaded = _loaded_from_raw(raw, "student", path)
     config = loaded.config
     return {
         "path": str(path),

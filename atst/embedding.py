@@ -243,24 +243,15 @@ class Embedder(nn.Module):
         counts = torch.tensor([m.shape[-1] // self.patch_w for m in mels], dtype=torch.long)
         offset = int(self.encoder.config.has_cls)
         unique = sorted(set(layers))
-        placed: list[list[tuple[int, int, Tensor]]] = [[] for _ in unique]
+        total, dim = int(counts.max()), self.encoder.config.embed_dim
+        outputs = [torch.zeros(audio.shape[0], total, dim, device=audio.device) for _ in unique]
         for part, mel, token_lengths in self._window_batches(self._windows(mels)):
             with self._autocast():
                 states = self.encoder.hidden_states(mel, token_lengths, unique)
-            for index, state in enumerate(states):
+            for output, state in zip(outputs, states):
                 for (clip, first, window_mel), row in zip(part, state.float()):
                     n = window_mel.shape[-1] // self.patch_w
-                    placed[index].append((clip, first, row[offset : offset + n]))
-        total = int(counts.max())
-        dim = self.encoder.config.embed_dim
-        outputs = []
-        for pieces in placed:
-            rows = []
-            for clip in range(audio.shape[0]):
-                parts = sorted((p for p in pieces if p[0] == clip), key=lambda p: p[1])
-                row = torch.cat([p[2] for p in parts]) if parts else audio.new_zeros(0, dim)
-                rows.append(torch.nn.functional.pad(row, (0, 0, 0, total - row.shape[0])))
-            outputs.append(torch.stack(rows))
+                    output[clip, first : first + n] = row[offset : offset + n]
         by_layer = dict(zip(unique, outputs))
         return [by_layer[layer] for layer in layers], counts
 
@@ -378,21 +369,26 @@ class Embedder(nn.Module):
     def _official_clip_scene(self, audio: Tensor, lengths: Tensor) -> Tensor:
         """Official ATST-Clip downstream read-out: 12 s centre crop, chunks of train_len*100+1 frames with
         per-item lengths not clipped to the chunk, [CLS | masked mean] of the last n blocks, chunk weights."""
+        mel, frame_lengths = self._centre_cropped_mels(audio, lengths)
+        return official_chunked_scene(self, mel, frame_lengths, int(self.clip_train_len * 100 + 1),
+                                      clip_lengths_to_chunk=False, min_chunk_frames=0)
+
+
+    def _centre_cropped_mels(self, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Official downstream input: each clip centre-cropped to 12 s, its own mel, zero-padded (in normalised
+        space) to the longest: (`[B, n_mels, F_max]`, frame lengths `[B]`)."""
         crop = int(OFFICIAL_CROP_SECONDS * self.sample_rate)
-        waves = []
+        mels = []
         for row, length in zip(audio, lengths.tolist()):
             start = max(0, (length - crop) // 2)
-            waves.append(row[start : start + min(length, crop)])
-        mels = []
-        for wave in waves:
+            wave = row[start : start + min(length, crop)]
             if wave.shape[0] < self.frontend.min_samples:
                 raise ValueError(f"audio of {wave.shape[0]} samples is too short for official mode (at least "
                                  f"{self.frontend.min_samples} samples)")
             mels.append(self.frontend(wave[None])[0])
         frame_lengths = torch.tensor([m.shape[-1] for m in mels], device=audio.device)
-        mel = torch.stack([torch.nn.functional.pad(m, (0, int(frame_lengths.max()) - m.shape[-1])) for m in mels])
-        return official_chunked_scene(self, mel, frame_lengths, int(self.clip_train_len * 100 + 1),
-                                      clip_lengths_to_chunk=False, min_chunk_frames=0)
+        longest = int(frame_lengths.max())
+        return torch.stack([torch.nn.functional.pad(m, (0, longest - m.shape[-1])) for m in mels]), frame_lengths
 
 
 def official_chunked_scene(embedder: Embedder, mel: Tensor, frame_lengths: Tensor, chunk_frames: int,
@@ -438,13 +434,7 @@ def official_frame_linear_eval(embedder: Embedder, audio: Tensor, lengths: Optio
     last `n_blocks` blocks. `[B, N]` -> `[B, n_blocks * D]`."""
     audio = validate_audio(audio).to(embedder.device)
     lengths = _validate_lengths(lengths, audio)
-    crop = int(OFFICIAL_CROP_SECONDS * embedder.sample_rate)
-    mels = []
-    for row, length in zip(audio, lengths.tolist()):
-        start = max(0, (length - crop) // 2)
-        mels.append(embedder.frontend(row[None, start : start + min(length, crop)])[0])
-    frame_lengths = torch.tensor([m.shape[-1] for m in mels], device=audio.device)
-    mel = torch.stack([torch.nn.functional.pad(m, (0, int(frame_lengths.max()) - m.shape[-1])) for m in mels])
+    mel, frame_lengths = embedder._centre_cropped_mels(audio, lengths)
     with torch.inference_mode():
         return official_chunked_scene(embedder, mel, frame_lengths, OFFICIAL_CHUNK_FRAMES,
                                       clip_lengths_to_chunk=True, min_chunk_frames=20)
