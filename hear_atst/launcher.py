@@ -142,7 +142,7 @@ def cmd_make_corpus(args: argparse.Namespace) -> int:
     from .tasks import make_corpus
 
     with _stage(f"writing {args.n_clips} unlabelled {args.seconds:g} s clips to {args.out}"):
-        make_corpus(args.out, n_clips=args.n_clips, seconds=args.seconds, seed=args.seed)
+        make_corpus(args.out, n_clips=args.n_clips, seconds=args.seconds, seed=args.seed, progress=True)
     return 0
 
 

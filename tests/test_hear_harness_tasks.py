@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hear_atst.tasks import SIZES, make_tasks
+from hear_atst.tasks import SIZES, espeak_available, make_corpus, make_tasks
 
 METADATA_KEYS = {"task_name", "version", "embedding_type", "prediction_type", "split_mode", "sample_duration",
                  "evaluation", "download_urls", "default_mode", "tmp_dir", "mode", "splits"}
@@ -99,3 +99,55 @@ def test_bad_requests_are_clear_errors(tmp_path):
         make_tasks(tmp_path, size="huge")
     with pytest.raises(ValueError, match="unknown task"):
         make_tasks(tmp_path, size="tiny", tasks=["synth_nope"])
+
+
+def test_tasks_carry_a_param_grid_heareval_understands(tiny_tasks):
+    # heareval merges `task_specific_param_grid` into its own grid: unknown keys would reach its MLP builder
+    from heareval.predictions.task_predictions import PARAM_GRID
+
+    for task in tiny_tasks:
+        grid = json.loads((task / "task_metadata.json").read_text())["evaluation_params"]["task_specific_param_grid"]
+        assert set(grid) <= set(PARAM_GRID), set(grid) - set(PARAM_GRID)
+        assert all(isinstance(v, list) and v for v in grid.values())
+        # one optimizer step per epoch on these tasks: the grid must train for tens of epochs, not 10
+        assert min(grid["max_epochs"]) >= 50
+
+
+def wav_rms(path: Path) -> float:
+    with wave.open(str(path), "rb") as f:
+        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, 16000)
+        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    return float(np.sqrt(np.mean(pcm ** 2)))
+
+
+def test_corpus_manifest_lists_every_clip_deterministically(tmp_path):
+    paths = make_corpus(tmp_path / "a", n_clips=4, seconds=1.5, seed=3, speech=False)
+    rows = (tmp_path / "a" / "manifest.csv").read_text().splitlines()
+    assert rows[0] == "files" and rows[1:] == [str(p.resolve()) for p in paths]
+    for path in paths:
+        assert 0.005 < wav_rms(path) < 0.9
+        with wave.open(str(path), "rb") as f:
+            assert f.getnframes() == 24000
+    again = make_corpus(tmp_path / "b", n_clips=4, seconds=1.5, seed=3, speech=False)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
+
+
+def test_corpus_speech_follows_espeak(tmp_path, monkeypatch):
+    without = make_corpus(tmp_path / "n", n_clips=3, seconds=2.0, seed=3, speech=False)
+    if espeak_available():  # what `make install-system` gives CI and the demo
+        default = make_corpus(tmp_path / "s", n_clips=3, seconds=2.0, seed=3)
+        assert default[0].read_bytes() == without[0].read_bytes()  # clip 0 is a scene clip either way
+        assert default[2].read_bytes() != without[2].read_bytes()  # clip 2 is spoken words
+        assert wav_rms(default[2]) > 0.02
+    monkeypatch.setattr("hear_atst.tasks.espeak_available", lambda: False)
+    fallback = make_corpus(tmp_path / "f", n_clips=3, seconds=2.0, seed=3)
+    assert [p.read_bytes() for p in fallback] == [p.read_bytes() for p in without]
+    with pytest.raises(RuntimeError, match="espeak-ng"):
+        make_corpus(tmp_path / "x", n_clips=3, seconds=2.0, speech=True)
+
+
+def test_corpus_rejects_bad_sizes(tmp_path):
+    with pytest.raises(ValueError, match="n_clips >= 1"):
+        make_corpus(tmp_path, n_clips=0)
+    with pytest.raises(ValueError, match="seconds > 0"):
+        make_corpus(tmp_path, n_clips=2, seconds=0)
