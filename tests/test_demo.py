@@ -68,6 +68,28 @@ def test_report_reads_runner_scores_and_pretrain_metrics(tmp_path):
     assert (tmp_path / "loss_curve.png").stat().st_size > 1000 and (tmp_path / "results.md").is_file()
 
 
+def test_rerun_stages_never_score_stale_outputs(tmp_path, monkeypatch):
+    # heareval skips a task it finds embedded or marked done: after new tasks or a new checkpoint a re-run of
+    # `embed`/`predict` must redo them, not report the previous run's scores
+    demo = Demo(out=tmp_path, settings=Settings())
+    calls = []
+    monkeypatch.setattr(Demo, "run", lambda self, stage, args, **kw: calls.append((stage, [str(a) for a in args])))
+    demo.tasks.mkdir(parents=True)
+    for model in ("pretrained", "random_init"):
+        demo.checkpoint(model).parent.mkdir(parents=True, exist_ok=True)
+        demo.checkpoint(model).write_bytes(b"ckpt")
+        task = demo.embeddings(model) / "hear_atst" / "synth_scene-v1-full"
+        task.mkdir(parents=True)
+        (task / "prediction-done.json").write_text("{}")
+    demo.stage_predict()
+    assert not list(tmp_path.glob("embeddings/*/hear_atst/*/prediction-done.json"))
+    assert [c[0] for c in calls] == ["predict", "predict"] and calls[0][1][-5].endswith("synth_scene-v1-full")
+    stale = demo.embeddings("pretrained") / "hear_atst" / "synth_scene-v1-full" / "train.embeddings.npy"
+    stale.write_bytes(b"old")
+    demo.stage_embed()
+    assert not stale.exists() and [c[0] for c in calls[2:]] == ["embed", "embed"]
+
+
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hear_atst.demo", "--quick", "--out", str(tmp_path / "out")],
