@@ -62,10 +62,10 @@ SIZES: Dict[str, Size] = {
 # 10-epoch points of its `fast`/`faster` grids barely move the MLP off its initialisation: the scores would then
 # rank embeddings by their scale, not their content. Like the task-specific grids heareval keeps for real tasks
 # (read from `evaluation_params.task_specific_param_grid`), these override the epochs and learning rate only.
-PARAM_GRID = {"max_epochs": [150], "check_val_every_n_epoch": [5], "patience": [10], "lr": [1e-3, 3.2e-4]}
+SCENE_PARAM_GRID = {"max_epochs": [150], "check_val_every_n_epoch": [5], "patience": [10], "lr": [1e-3, 3.2e-4]}
 # An event task has a few batches of frames per epoch, and each validation runs sed_eval (slow): fewer epochs,
 # validated less often (heareval does the same for dcase2016_task2)
-EVENT_PARAM_GRID = {**PARAM_GRID, "max_epochs": [100], "check_val_every_n_epoch": [10], "patience": [5]}
+EVENT_PARAM_GRID = {**SCENE_PARAM_GRID, "max_epochs": [100], "check_val_every_n_epoch": [10], "patience": [5]}
 
 
 # ------------------------------------------------------------------------------------------------ sounds
@@ -262,7 +262,7 @@ def write_task(root: Path, name: str, config: dict, splits: Dict[str, Dict[str, 
         "download_urls": [], "default_mode": MODE, "tmp_dir": "_workdir", "mode": MODE,
         "splits": list(splits),
     }
-    metadata.setdefault("evaluation_params", {"task_specific_param_grid": dict(PARAM_GRID)})
+    metadata.setdefault("evaluation_params", {"task_specific_param_grid": dict(SCENE_PARAM_GRID)})
     (task_dir / str(SAMPLE_RATE)).mkdir(parents=True)
     (task_dir / "task_metadata.json").write_text(json.dumps(metadata, indent=4))
     labels = sorted(set(vocabulary))
