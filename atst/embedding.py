@@ -151,8 +151,7 @@ class Embedder(nn.Module):
     def _normed_blocks(self, mel: Tensor, n_blocks: int, token_lengths: Optional[Tensor] = None) -> Tensor:
         """`[W, n_mels, f]` -> concatenated normed last blocks `[W, t (+1), n_blocks * D]` in float32."""
         with self._autocast():
-            states = self.encoder.last_blocks_normed(mel, n_blocks, token_lengths)
-        return torch.cat(states, dim=-1).float()
+            return self.encoder.last_blocks_normed(mel, n_blocks, token_lengths).float()
 
     def _clip_mels(self, audio: Tensor, lengths: Tensor) -> tuple[list[Tensor], list[int]]:
         """Per-clip mel `[n_mels, F_b]` over each clip's valid samples (own top_db floor); clips of equal length

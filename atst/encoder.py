@@ -6,7 +6,7 @@ ATST-Frame, `norm` and `cls_token` for ATST-Clip), so a state dict moves between
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -254,21 +254,40 @@ class ATSTEncoder(nn.Module):
         wanted = sorted(set(range(self.config.depth + 1) if layers is None else layers))
         if wanted and not 0 <= wanted[0] <= wanted[-1] <= self.config.depth:
             raise ValueError(f"layers must lie in [0, {self.config.depth}], got {wanted}")
+        return [x for index, x in self._layer_outputs(mel, token_lengths, wanted[-1] if wanted else 0, token_mask)
+                if index in wanted]
+
+    def _layer_outputs(self, mel: Tensor, token_lengths: Optional[Tensor], last: int,
+                       token_mask: Optional[Tensor] = None) -> Iterator[tuple[int, Tensor]]:
+        """(layer index, `[B, T (+1), D]` state) for layers 0..`last`, one at a time (nothing kept here)."""
         x = self.embed(mel, token_mask)
         bias = key_padding_bias(token_lengths, x.shape[1], offset=int(self.config.has_cls))
-        states = [x] if 0 in wanted else []
-        for index, block in enumerate(self.blocks[: wanted[-1] if wanted else 0], start=1):
+        yield 0, x
+        for index, block in enumerate(self.blocks[:last], start=1):
             x = block(x, bias)
-            if index in wanted:
-                states.append(x)
-        return states
+            yield index, x
 
-    def last_blocks_normed(self, mel: Tensor, n_blocks: int, token_lengths: Optional[Tensor] = None) -> list[Tensor]:
-        """The final LayerNorm applied to each of the last `n_blocks` block outputs, in block order."""
-        if not 1 <= n_blocks <= self.config.depth:
-            raise ValueError(f"n_blocks must lie in [1, {self.config.depth}], got {n_blocks}")
-        layers = range(self.config.depth - n_blocks + 1, self.config.depth + 1)
-        return [self.final_norm(state) for state in self.hidden_states(mel, token_lengths, layers)]
+    def last_blocks_normed(self, mel: Tensor, n_blocks: int, token_lengths: Optional[Tensor] = None) -> Tensor:
+        """The final LayerNorm applied to each of the last `n_blocks` block outputs, concatenated in block order:
+        `[B, T (+1), n_blocks * D]`, columns `[j*D, (j+1)*D)` from block `depth - n_blocks + 1 + j`.
+
+        Each block's normed output is written into one preallocated tensor as the block finishes, so peak memory
+        is that output plus one state, not every state twice plus their concatenation."""
+        depth, width = self.config.depth, self.config.embed_dim
+        if not 1 <= n_blocks <= depth:
+            raise ValueError(f"n_blocks must lie in [1, {depth}], got {n_blocks}")
+        first = depth - n_blocks + 1
+        out: Optional[Tensor] = None
+        for index, x in self._layer_outputs(mel, token_lengths, depth):
+            if index < first:
+                continue
+            normed = self.final_norm(x)
+            if out is None:
+                out = normed.new_empty(*normed.shape[:-1], n_blocks * width)
+            column = (index - first) * width
+            out[..., column : column + width] = normed
+        assert out is not None
+        return out
 
     def forward(
         self, mel: Tensor, token_lengths: Optional[Tensor] = None, token_mask: Optional[Tensor] = None
