@@ -1,20 +1,46 @@
-"""Reading audio files for embedding: any sample rate resampled to 16 kHz, any channel count downmixed."""
+"""The one audio decoder of the project: any format libsndfile reads, any sample rate, any channel count ->
+float32 mono at the model rate (16 kHz).
+
+Every door reads audio through here: `atst embed`, the pre-training corpus, the generated datasets. Files are
+read with soundfile (libsndfile); channels are averaged; other rates are resampled with torchaudio's windowed-sinc
+resampler (one kernel per source rate, kept in a small bounded cache). Anything unusable (unreadable, empty,
+NaN/Inf samples) raises `AudioDecodeError`, a ValueError that names the file.
+"""
 from __future__ import annotations
 
+import functools
+import math
+import random
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable, Optional, Union
 
 import numpy as np
 import soundfile
 import torch
 import torchaudio
+from torch import Tensor
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-TARGET_SAMPLE_RATE = 16000
+from .frontend import FrontendConfig
+
+SAMPLE_RATE = FrontendConfig.sample_rate  # 16 kHz: the rate every released checkpoint was trained at
+# The formats every door accepts (libsndfile's); a named file with another suffix is refused, folders skip them.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+RESAMPLER_CACHE_SIZE = 8
+
+Source = Union[str, Path, IO[bytes]]
 
 
-def find_audio_files(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """Expand files and folders (recursively) into (file, path relative to its root) pairs, sorted.
+class AudioDecodeError(ValueError):
+    """An audio file that cannot be used: unreadable, empty, or holding NaN/Inf samples. The message names it."""
+
+
+def is_audio_path(path: Union[str, Path]) -> bool:
+    """Whether the suffix is one of `AUDIO_SUFFIXES` (case-insensitive)."""
+    return Path(str(path)).suffix.lower() in AUDIO_SUFFIXES
+
+
+def find_audio_files(paths: Iterable[Union[str, Path]]) -> list[tuple[Path, Path]]:
+    """Expand files and folders (recursively) into (file, path relative to its root) pairs, sorted per root.
 
     A named file must exist and have a supported suffix; folders contribute their supported files only.
     """
@@ -24,24 +50,96 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_audio_path(p))
             found.extend((p, p.relative_to(path)) for p in files)
-        elif path.suffix.lower() in AUDIO_SUFFIXES:
+        elif is_audio_path(path):
             found.append((path, Path(path.name)))
         else:
             raise ValueError(f"{path}: unsupported audio format {path.suffix!r}; accepted: {', '.join(AUDIO_SUFFIXES)}")
     return found
 
 
-def load_mono_16k(path: str | Path) -> torch.Tensor:
-    """Decode a file to float32 mono `[N]` at 16 kHz (channels averaged, resampled with torchaudio)."""
+@functools.lru_cache(maxsize=RESAMPLER_CACHE_SIZE)
+def _resampler(rate: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(rate, SAMPLE_RATE)
+
+
+def resample(wave: Tensor, rate: int) -> Tensor:
+    """`[..., N]` float32 at `rate` Hz -> `[..., M]` at 16 kHz (unchanged when `rate` is 16 kHz)."""
+    if rate == SAMPLE_RATE:
+        return wave
+    if rate < 1:
+        raise ValueError(f"sample rate must be a positive number of Hz, got {rate}")
+    return _resampler(int(rate))(wave)
+
+
+def _to_mono_16k(data: np.ndarray, rate: int, name: str) -> Tensor:
+    """`[frames, channels]` float32 from soundfile -> `[N]` float32 mono at 16 kHz, checked."""
+    if data.size == 0:
+        raise AudioDecodeError(f"{name}: the file holds no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(f"{name}: contains NaN or Inf samples")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32))
+    return resample(wave, rate).contiguous()
+
+
+def _open_error(name: str, error: Exception) -> AudioDecodeError:
+    return AudioDecodeError(f"{name}: cannot decode audio ({type(error).__name__}: {error})")
+
+
+def read_audio(source: Source, name: str = "") -> Tensor:
+    """Decode a whole file (path or binary file object) to float32 mono `[N]` at 16 kHz."""
+    name = name or str(source)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise ValueError(f"{path}: cannot decode audio ({error})") from None
-    if data.shape[0] == 0:
-        raise ValueError(f"{path}: the file holds no samples")
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    if rate != TARGET_SAMPLE_RATE:
-        wave = torchaudio.functional.resample(wave, rate, TARGET_SAMPLE_RATE)
-    return wave.contiguous()
+        data, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile raises several types for corrupt input
+        raise _open_error(name, error) from None
+    return _to_mono_16k(data, rate, name)
+
+
+def read_crop(source: Source, seconds: float, name: str = "",
+              rng: Optional[random.Random] = None) -> tuple[Tensor, int]:
+    """A random `seconds`-long crop: (float32 mono `[round(seconds * 16000)]` at 16 kHz, valid samples).
+
+    Reads only the frames it needs; a file shorter than the crop is right-padded with zeros (`valid` < length).
+    `rng` draws the start (default: the `random` module's generator).
+    """
+    name = name or str(source)
+    target = int(round(seconds * SAMPLE_RATE))
+    try:
+        with soundfile.SoundFile(source) as handle:
+            rate, total = handle.samplerate, handle.frames
+            if total <= 0:
+                raise AudioDecodeError(f"{name}: the file holds no audio samples")
+            needed = min(total, int(math.ceil(seconds * rate)))
+            start = (rng or random).randrange(total - needed + 1) if total > needed else 0
+            if start:
+                handle.seek(start)
+            data = handle.read(needed, dtype="float32", always_2d=True)
+    except AudioDecodeError:
+        raise
+    except Exception as error:
+        raise _open_error(name, error) from None
+    wave = _to_mono_16k(data, rate, name)
+    valid = min(target, wave.numel())
+    out = torch.zeros(target)
+    out[:valid] = wave[:valid]
+    return out, valid
+
+
+def load_mono_16k(path: Union[str, Path]) -> Tensor:
+    """`read_audio` of a path (the name `atst` has always exported)."""
+    return read_audio(path)
+
+
+def write_wav(path: Union[str, Path], audio: Union[np.ndarray, Tensor], sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono 16-bit PCM (clipped to [-1, 1]) atomically; `audio` `[N]` float. Returns the path."""
+    from .fileio import atomic_path
+
+    data = audio.detach().cpu().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
+    if data.ndim != 1:
+        raise ValueError(f"write_wav takes mono audio [samples], got shape {tuple(data.shape)}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return path
