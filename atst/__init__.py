@@ -1,13 +1,20 @@
-"""ATST-Frame and ATST-Clip audio encoders: front end, encoder, checkpoint reading, embeddings."""
+"""ATST-Frame and ATST-Clip audio encoders: front end, encoder, backbone, checkpoint reading, embeddings.
+
+Importing `atst` imports neither Lightning nor any door (`hear_atst`, `s3prl_upstream`, `pretrain`, `downstream`);
+the training kit is `atst.training`, generated data `atst.synthetic`.
+"""
+from .backbone import Backbone, TokenStates, validate_audio
 from .checkpoint import CheckpointError, LoadedCheckpoint, describe_checkpoint, export_encoder, load_checkpoint
-from .embedding import MODES, Embedder, load_embedder, official_frame_linear_eval, validate_audio
+from .embedding import MODES, Embedder, load_embedder
 from .encoder import ARCHS, ATSTEncoder, EncoderConfig, arch_config
-from .frontend import FrontendConfig, LogMelFrontend
+from .frontend import SAMPLE_RATE, FrontendConfig, LogMelFrontend
+from .official import OfficialReadouts, official_frame_linear_eval
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ARCHS", "ATSTEncoder", "CheckpointError", "Embedder", "EncoderConfig", "FrontendConfig", "LoadedCheckpoint",
-    "LogMelFrontend", "MODES", "arch_config", "describe_checkpoint", "export_encoder", "load_checkpoint",
-    "load_embedder", "official_frame_linear_eval", "validate_audio",
+    "ARCHS", "ATSTEncoder", "Backbone", "CheckpointError", "Embedder", "EncoderConfig", "FrontendConfig",
+    "LoadedCheckpoint", "LogMelFrontend", "MODES", "OfficialReadouts", "SAMPLE_RATE", "TokenStates", "arch_config",
+    "describe_checkpoint", "export_encoder", "load_checkpoint", "load_embedder", "official_frame_linear_eval",
+    "validate_audio",
 ]

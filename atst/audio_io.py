@@ -20,9 +20,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from .frontend import FrontendConfig
-
-SAMPLE_RATE = FrontendConfig.sample_rate  # 16 kHz: the rate every released checkpoint was trained at
+from .frontend import SAMPLE_RATE
 # The formats every door accepts (libsndfile's); a named file with another suffix is refused, folders skip them.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
 RESAMPLER_CACHE_SIZE = 8

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
+from .fileio import atomic_path
 from .frontend import FrontendConfig
 
 PathLike = Union[str, os.PathLike]
@@ -190,8 +191,11 @@ def frontend_config_from(hyper_parameters: Mapping, config: EncoderConfig) -> Fr
     return FrontendConfig(win_length=win_length, n_mels=config.n_mels)
 
 
-def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str) -> ATSTEncoder:
-    """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys."""
+def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str,
+                  trainable: bool = False) -> ATSTEncoder:
+    """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys.
+
+    The encoder is returned in eval mode; its parameters require gradients only when `trainable`."""
     with torch.device("meta"):
         encoder = ATSTEncoder(config)
     expected = set(encoder.state_dict().keys())
@@ -216,25 +220,28 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
         # a private float32 copy: detaches the weights from the (mmapped) file and the rest of the checkpoint
         tensors[key] = value.detach().to(torch.float32, copy=True)
     encoder.load_state_dict(tensors, assign=True)
-    return encoder.eval().requires_grad_(False)
+    return encoder.eval().requires_grad_(trainable)
 
 
-def load_checkpoint(path: PathLike, branch: str = "teacher") -> LoadedCheckpoint:
-    """Read any supported checkpoint file and return its encoder (teacher by default) in eval mode."""
+def load_checkpoint(path: PathLike, branch: str = "teacher", trainable: bool = False) -> LoadedCheckpoint:
+    """Read any supported checkpoint file and return its encoder (teacher by default) in eval mode.
+
+    `trainable=False` (embedding) builds it frozen; `trainable=True` (fine-tuning, s3prl `-f`) with parameters that
+    require gradients."""
     if branch not in BRANCHES:
         raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
     path = Path(path)
     if path.exists() and path.is_file() and _is_safetensors(path):
-        return _load_export(path)
-    return _loaded_from_raw(_read_raw(path), branch, path)
+        return _load_export(path, trainable)
+    return _loaded_from_raw(_read_raw(path), branch, path, trainable)
 
 
-def _loaded_from_raw(raw: Any, branch: str, path: Path) -> LoadedCheckpoint:
+def _loaded_from_raw(raw: Any, branch: str, path: Path, trainable: bool = False) -> LoadedCheckpoint:
     """Build the encoder of `branch` from an already-read checkpoint object."""
     state, source, hparams = _branch_encoder_state(raw, branch, path)
     config = infer_config(state, hparams)
     return LoadedCheckpoint(
-        encoder=build_encoder(config, state, str(path)),
+        encoder=build_encoder(config, state, str(path), trainable),
         config=config,
         frontend_config=frontend_config_from(hparams, config),
         family_source=source,
@@ -270,13 +277,12 @@ def export_encoder(checkpoint: LoadedCheckpoint, out_path: PathLike) -> Path:
         "hyper_parameters": json.dumps(checkpoint.hyper_parameters),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in checkpoint.encoder.state_dict().items()}
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return out_path
 
 
-def _load_export(path: Path) -> LoadedCheckpoint:
+def _load_export(path: Path, trainable: bool = False) -> LoadedCheckpoint:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -294,7 +300,7 @@ def _load_export(path: Path) -> LoadedCheckpoint:
         hparams = json.loads(metadata.get("hyper_parameters", "{}"))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: malformed atst export metadata ({error})") from None
-    encoder = build_encoder(config, state, str(path))
+    encoder = build_encoder(config, state, str(path), trainable)
     return LoadedCheckpoint(encoder, config, frontend, "export", metadata.get("branch", "teacher"), str(path),
                             hparams, train_len)
 

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from .audio_io import find_audio_files, load_mono_16k
 from .checkpoint import BRANCHES, describe_checkpoint, export_encoder, load_checkpoint
-from .embedding import AUTOCAST_DTYPES, MODES, Embedder, load_embedder
+from .backbone import AUTOCAST_DTYPES
+from .embedding import MODES, Embedder, load_embedder
 
 
 def _batches(lengths: Sequence[int], budget_samples: int, equal_only: bool) -> list[list[int]]:

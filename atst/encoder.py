@@ -6,7 +6,7 @@ ATST-Frame, `norm` and `cls_token` for ATST-Clip), so a state dict moves between
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -300,8 +300,3 @@ class ATSTEncoder(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
-
-def encoder_state_keys(config: EncoderConfig) -> Sequence[str]:
-    """The exact state-dict keys of an encoder with this config, in module order."""
-    with torch.device("meta"):
-        return list(ATSTEncoder(config).state_dict().keys())

@@ -31,6 +31,9 @@ class FrontendConfig:
     top_db: float = 80.0
 
 
+SAMPLE_RATE = FrontendConfig.sample_rate  # 16 kHz: the rate every released checkpoint was trained at
+
+
 class LogMelFrontend(nn.Module):
     """Waveform `[B, N]` (16 kHz) -> normalised log-mel `[B, n_mels, F]` with `F = N // hop + 1`.
 

@@ -18,12 +18,13 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from atst import load_embedder
+from atst import SAMPLE_RATE, Backbone, EncoderConfig, FrontendConfig, load_checkpoint
+from atst.embedding import clip_window_tokens
 
 from .options import UpstreamOptions
 
-SAMPLE_RATE = 16000
-DOWNSAMPLE_RATE = 640  # 160-sample hop x 4 frames per patch = 40 ms per token
+# input samples per token of every released checkpoint: 160-sample hop x 4 frames per patch = 40 ms
+DOWNSAMPLE_RATE = FrontendConfig().hop_length * EncoderConfig().patch_w
 
 
 def expected_frames(num_samples: int) -> int:
@@ -78,41 +79,41 @@ class UpstreamExpert(nn.Module):
     def __init__(self, ckpt: str, options: Optional[UpstreamOptions] = None) -> None:
         super().__init__()
         self.options = options or UpstreamOptions()
-        self.embedder = load_embedder(str(ckpt), mode="hear", n_blocks=1, branch=self.options.branch,
-                                      max_windows_per_call=self.options.max_windows_per_call)
-        config = self.embedder.encoder.config
+        # trainable: s3prl's `-f` fine-tunes the upstream; the runner itself decides when gradients flow
+        loaded = load_checkpoint(str(ckpt), branch=self.options.branch, trainable=True)
+        config = loaded.config
         self.depth = config.depth
         self.embed_dim = config.embed_dim
         self.family = config.family
-        if self.options.window_tokens is not None:
-            if self.options.window_tokens > config.max_tokens:
-                raise ValueError(f"window_secs {self.options.window_secs} needs {self.options.window_tokens} "
-                                 f"tokens but this checkpoint's positional table holds {config.max_tokens} "
-                                 f"({config.max_tokens * 0.04:g} s)")
-            self.embedder.window_frames = self.options.window_tokens * config.patch_w
+        window_tokens = self.options.window_tokens
+        if window_tokens is None and config.has_cls:  # ATST-Clip's own window: its training crop
+            window_tokens = clip_window_tokens(config, loaded.clip_train_len)
+        if window_tokens is not None and window_tokens > config.max_tokens:
+            raise ValueError(f"window_secs {self.options.window_secs} needs {window_tokens} tokens but this "
+                             f"checkpoint's positional table holds {config.max_tokens} "
+                             f"({config.max_tokens * DOWNSAMPLE_RATE / SAMPLE_RATE:g} s)")
+        self.backbone = Backbone(loaded.encoder, loaded.frontend_config, window_tokens,
+                                 self.options.max_windows_per_call)
         layers = self.options.layers if self.options.layers is not None else list(range(self.depth + 1))
         bad = [layer for layer in layers if not 0 <= layer <= self.depth]
         if bad:
             raise ValueError(f"layers {bad} do not exist: this encoder has states 0 (patch embedding) to "
                              f"{self.depth} (after block {self.depth})")
         self.layers = layers
-        # the embedder freezes the encoder for inference; as an upstream it is trainable with `-f`
-        for parameter in self.embedder.encoder.parameters():
-            parameter.requires_grad_(True)
 
     @property
     def final_norm(self) -> nn.LayerNorm:
-        return self.embedder.encoder.final_norm
+        return self.backbone.encoder.final_norm
 
     def get_downsample_rates(self, key: str = "hidden_states") -> int:
         """Input samples per output frame: 640 (40 ms) for every key."""
-        return DOWNSAMPLE_RATE
+        return self.backbone.samples_per_token
 
     def forward(self, wavs: Sequence[Tensor]) -> dict:
         """`wavs`: B 1-D float tensors (16 kHz). Returns `hidden_states` (list of `[B, T, D]`, T = ceil(max/640))
         and `last_hidden_state` `[B, T, D]`."""
         wavs = _check_wavs(wavs)
-        device = self.embedder.device
+        device = self.backbone.device
         lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
         longest = int(lengths.max())
         audio = torch.stack([nn.functional.pad(w.to(device), (0, longest - w.shape[0])) for w in wavs])
@@ -124,8 +125,9 @@ class UpstreamExpert(nn.Module):
             targets = torch.full_like(lengths, total)
             encoder_lengths = None
         wanted = sorted(set(self.layers) | {self.depth})
-        states, counts = self.embedder.layer_states(audio, encoder_lengths, layers=wanted)
-        by_layer = dict(zip(wanted, states))
+        out = self.backbone(audio, encoder_lengths, layers=wanted)
+        by_layer = dict(zip(wanted, out.states))
+        counts = out.counts
         last = fit_frames(self.final_norm(by_layer[self.depth]), counts, targets, total)
         hidden = []
         for layer in self.layers:

@@ -9,8 +9,12 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Union
 
-MAX_WINDOW_SECS = 10.0  # 250 tokens: the positional table of every released checkpoint
-TOKEN_SECS = 0.04  # one token = 4 frames x 10 ms = 640 samples at 16 kHz
+from atst import EncoderConfig, FrontendConfig
+from atst.flags import parse_bool
+
+_FRONTEND, _ENCODER = FrontendConfig(), EncoderConfig()
+TOKEN_SECS = _FRONTEND.hop_length * _ENCODER.patch_w / _FRONTEND.sample_rate  # 0.04 s: 640 samples at 16 kHz
+MAX_WINDOW_SECS = _ENCODER.max_tokens * TOKEN_SECS  # 10 s: the positional table of every released checkpoint
 MODES = ("hear", "official")
 
 
@@ -52,7 +56,7 @@ class UpstreamOptions:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if isinstance(self.final_norm, str):
-            self.final_norm = _parse_bool("final_norm", self.final_norm)
+            self.final_norm = parse_bool(self.final_norm, "final_norm")
         if not isinstance(self.final_norm, bool):
             raise ValueError(f"final_norm must be true or false, got {self.final_norm!r}")
         if self.layers is not None:
@@ -66,15 +70,6 @@ class UpstreamOptions:
     @property
     def window_tokens(self) -> Optional[int]:
         return None if self.window_secs is None else int(round(self.window_secs / TOKEN_SECS))
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {text!r}")
 
 
 def _parse_layers(value: Any) -> list:

@@ -149,12 +149,6 @@ def test_validate_passes_without_tensorflow(tmp_path, tiny_frame_ckpt):
 
 
 @pytest.mark.slow
-def test_stock_hear_validator_passes_with_tensorflow(tmp_path, tiny_frame_ckpt):
-    proc = run([str(BIN / "hear-validator"), "hear_atst", "--model", str(tiny_frame_ckpt)], cwd=tmp_path)
-    assert "Looks good!" in proc.stdout
-
-
-@pytest.mark.slow
 def test_generated_tasks_embed_completely_without_warnings(harness_run):
     assert "missing" not in harness_run["embed_output"].lower()
     assert "warning" not in harness_run["embed_output"].lower()

@@ -44,7 +44,7 @@ def test_forward_backward_train_mode(upstream, lengths):
         loss = sum(state.pow(2).mean() for state in out["hidden_states"]) + out["last_hidden_state"].mean()
         upstream.zero_grad()
         loss.backward()
-        encoder = upstream.embedder.encoder
+        encoder = upstream.backbone.encoder
         for name in ("patch_embed.patch_embed.weight", "blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight",
                      "norm_frame.weight"):
             grad = dict(encoder.named_parameters())[name].grad
@@ -117,7 +117,7 @@ def test_last_hidden_state_equals_hear_token_vectors(upstream, tiny_frame_ckpt):
 def test_long_input_is_windowed_in_bounded_batches(tiny_frame_ckpt):
     upstream = atst_frame(ckpt=str(tiny_frame_ckpt), model_config="max_windows_per_call=4")
     seen = []
-    hook = upstream.embedder.encoder.blocks[0].register_forward_hook(
+    hook = upstream.backbone.encoder.blocks[0].register_forward_hook(
         lambda module, args, output: seen.append(tuple(output.shape)))
     n = 95 * 16000
     try:
@@ -149,7 +149,7 @@ def test_model_config_forms(tmp_path, tiny_frame_ckpt):
     for parsed in (read_model_config(str(yaml_file)), read_model_config(str(json_file)), inline):
         assert (parsed.window_secs, parsed.layers, parsed.final_norm) == (4.0, [0, 6, 12], True)
     upstream = atst_frame(ckpt=str(tiny_frame_ckpt), model_config=str(yaml_file))
-    assert upstream.embedder.window_frames == 400
+    assert upstream.backbone.window_frames == 400
     with torch.no_grad():
         out = upstream(waves([16000 * 9]))
     assert len(out["hidden_states"]) == 3 and out["hidden_states"][0].shape == (1, 225, DIM)
@@ -196,4 +196,4 @@ def test_unknown_keyword_option_is_named(tiny_frame_ckpt):
     with pytest.raises(TypeError, match="unknown upstream option.*colour"):
         atst_frame(ckpt=str(tiny_frame_ckpt), colour="red")
     upstream = atst_frame(ckpt=str(tiny_frame_ckpt), window_secs=2)  # S3PRLUpstream extra_conf style
-    assert upstream.embedder.window_frames == 200
+    assert upstream.backbone.window_frames == 200
