@@ -61,6 +61,17 @@ def validate_audio(audio: object, name: str = "audio") -> Tensor:
     return audio
 
 
+def check_mel_finite(mel: Tensor, audio: Tensor, clips: Sequence[int]) -> None:
+    """Raise if a clip's log-mel `[n_mels, F]` (row of `mel` `[b, n_mels, F]`) is not finite: its power overflowed
+    float32 (amplitudes near 1e16 and above). Names the clip (`clips[row]`) and its peak amplitude `audio[row]`."""
+    finite = torch.isfinite(mel).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        peak = float(audio[row].abs().max())
+        raise ValueError(f"clip {clips[row]} has peak amplitude {peak:.3g}: its power spectrum overflows float32; "
+                         f"waveforms are expected in [-1, 1] (scale the audio down)")
+
+
 def validate_lengths(lengths: Optional[Tensor], audio: Tensor) -> Tensor:
     """Valid samples per clip of a padded batch, `[B]` long on the CPU (default: every clip full length)."""
     batch, samples = audio.shape
@@ -218,7 +229,9 @@ class Backbone(nn.Module):
             waves = audio[rows, : min(length, audio.shape[1])]
             if waves.shape[1] < length:
                 waves = torch.nn.functional.pad(waves, (0, length - waves.shape[1]))
-            for row, mel in zip(rows, self.frontend(waves)):
+            group = self.frontend(waves)
+            check_mel_finite(group, waves, rows)
+            for row, mel in zip(rows, group):
                 mels[row] = mel
         return mels  # type: ignore[return-value]
 

@@ -35,6 +35,8 @@ EXPORT_FORMAT_VERSION = "1"
 DEFAULT_CLIP_TRAIN_LEN = 6.0  # seconds; the official ATST-Clip downstream default when hyper-parameters lack it
 HEAD_PREFIXES = ("projector.", "predictor.", "head.")
 SAFETENSORS_MAGIC_OFFSET = 8
+PATCH_MEL_BINS = 64  # one patch row of 64 mel bins: every released ATST model
+PICKLE_PROTOCOL_2_PLUS = 0x80  # first byte of a pickle of protocol >= 2 (torch's legacy format)
 
 
 class CheckpointError(ValueError):
@@ -68,6 +70,12 @@ def _read_raw(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); the download or copy did not finish")
     is_zip = zipfile.is_zipfile(path)
+    if not is_zip:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        if head[:1] != bytes([PICKLE_PROTOCOL_2_PLUS]):
+            raise CheckpointError(f"{path} is not a PyTorch or safetensors checkpoint (it starts with {head!r}); "
+                                  f"expected a .ckpt/.pt/.pth written by torch.save or an `atst export` file")
     try:
         # argparse.Namespace is the one non-container type ATST files hold (the `args` of DINO-style files);
         # it carries only attributes, so allowing it keeps the load free of arbitrary code.
@@ -100,13 +108,23 @@ def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
+def _tensors_only(state: Mapping, path: Path) -> dict[str, Tensor]:
+    """The encoder entries, each a tensor under a string key (anything else is named)."""
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise CheckpointError(f"{path}: encoder entry {key!r} holds a {type(value).__name__}, expected a tensor")
+    return dict(state)
+
+
 def _branch_encoder_state(raw: Any, branch: str, path: Path) -> tuple[dict[str, Tensor], str, dict]:
     """Find the encoder tensors of `branch` in a loaded object: (state, family_source, hyper_parameters)."""
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a checkpoint dictionary")
-    hparams = raw.get("hyper_parameters") if isinstance(raw.get("hyper_parameters"), Mapping) else {}
+    hparams = raw.get("hyper_parameters", {})
+    if not isinstance(hparams, Mapping):
+        raise CheckpointError(f"{path}: 'hyper_parameters' must be a dictionary, got {type(hparams).__name__}")
     if isinstance(raw.get("state_dict"), Mapping):
-        state = raw["state_dict"]
+        state = {k: v for k, v in raw["state_dict"].items() if isinstance(k, str)}
         present = [b for b in BRANCHES if any(k.startswith(f"model.{b}.encoder.") for k in state)]
         if not present:
             raise CheckpointError(
@@ -118,7 +136,7 @@ def _branch_encoder_state(raw: Any, branch: str, path: Path) -> tuple[dict[str, 
                 f"{path} has no {branch} encoder (it holds only: {', '.join(present)}); "
                 f"pass branch={present[0]!r} to load that one"
             )
-        return _strip(state, f"model.{branch}.encoder."), "lightning", dict(hparams)
+        return _tensors_only(_strip(state, f"model.{branch}.encoder."), path), "lightning", dict(hparams)
     if any(isinstance(raw.get(b), Mapping) for b in BRANCHES):
         present = [b for b in BRANCHES if isinstance(raw.get(b), Mapping)]
         if branch not in present:
@@ -126,13 +144,16 @@ def _branch_encoder_state(raw: Any, branch: str, path: Path) -> tuple[dict[str, 
                 f"{path} has no {branch!r} weights (it holds only: {', '.join(present)}); "
                 f"pass branch={present[0]!r} to load that one"
             )
-        state = dict(raw[branch])
+        state = _tensors_only(raw[branch], path)
         for prefix in ("module.", "backbone.", "encoder."):
             if state and all(key.startswith(prefix) or key.startswith(HEAD_PREFIXES) for key in state):
                 state = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
         args = raw.get("args")
-        return state, "dino", dict(vars(args)) if hasattr(args, "__dict__") else dict(args or {})
+        args = vars(args) if isinstance(args, argparse.Namespace) else (args or {})
+        if not isinstance(args, Mapping):
+            raise CheckpointError(f"{path}: 'args' must be a dictionary or Namespace, got {type(args).__name__}")
+        return _tensors_only(state, path), "dino", dict(args)
     if "pos_embed" in raw and "patch_embed.patch_embed.weight" in raw:
         return {k: v for k, v in raw.items() if isinstance(v, Tensor)}, "state_dict", {}
     raise CheckpointError(
@@ -148,47 +169,85 @@ def _sample_keys(mapping: Mapping, limit: int = 6) -> str:
     return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} keys)"
 
 
-def infer_config(state: Mapping[str, Tensor], hyper_parameters: Optional[Mapping] = None,
-                 num_heads: Optional[int] = None) -> EncoderConfig:
-    """Encoder config from tensor shapes alone (hyper-parameters are never trusted for shapes).
+def _block_indices(state: Mapping[str, Tensor]) -> list[int]:
+    """Sorted block indices of the `blocks.<i>.` keys; they must run 0, 1, ..., depth - 1 without a gap."""
+    indices = sorted({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
+    for expected, index in enumerate(indices):
+        if index != expected:
+            key = next(k for k in state if k.startswith(f"blocks.{index}."))
+            raise CheckpointError(f"encoder block indices must run 0..depth-1 without a gap: found {key!r} where "
+                                  f"block {expected} was expected ({len(indices)} block indices in all)")
+    return indices
 
-    D from `pos_embed`, depth from the block indices, heads = D / 64 unless given, family from `cls_token`.
+
+def infer_config(state: Mapping[str, Tensor], num_heads: Optional[int] = None) -> EncoderConfig:
+    """Encoder config from tensor shapes alone (hyper-parameters are never read for shapes).
+
+    D from `pos_embed`, depth from the block indices (contiguous from 0), heads = D / 64 unless given, family from
+    `cls_token`, 64 mel bins per patch (every released model; the patch width follows from the patch embedding).
+    Every value is range-checked before anything is built from it.
     """
     required = ("pos_embed", "patch_embed.patch_embed.weight", "blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.weight")
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"encoder weights are incomplete: missing {missing}")
-    pos = state["pos_embed"]
-    if pos.ndim != 3 or pos.shape[0] != 1:
+    pos, patch = state["pos_embed"], state["patch_embed.patch_embed.weight"]
+    fc1 = state["blocks.0.mlp.fc1.weight"]
+    for key, tensor, rank in (("pos_embed", pos, 3), ("patch_embed.patch_embed.weight", patch, 2),
+                              ("blocks.0.mlp.fc1.weight", fc1, 2)):
+        if tensor.ndim != rank:
+            raise CheckpointError(f"{key} has shape {tuple(tensor.shape)}, expected a rank-{rank} tensor")
+    if pos.shape[0] != 1:
         raise CheckpointError(f"pos_embed has shape {tuple(pos.shape)}, expected [1, tokens + 1, D]")
     dim = int(pos.shape[-1])
-    depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
-    patch_dim = int(state["patch_embed.patch_embed.weight"].shape[1])
-    hp = hyper_parameters or {}
-    patch_h, patch_w = int(hp.get("patch_h", 64)), int(hp.get("patch_w", 4))
-    if patch_h * patch_w != patch_dim:
-        patch_h, patch_w = 64, patch_dim // 64
-    if patch_h * patch_w != patch_dim:
-        raise CheckpointError(f"patch embedding takes {patch_dim} features, which is not 64 mel bins x frames")
-    heads = num_heads or max(1, dim // 64)
-    return EncoderConfig(
-        family="clip" if "cls_token" in state else "frame",
-        embed_dim=dim,
-        depth=depth,
-        num_heads=heads,
-        mlp_hidden_dim=int(state["blocks.0.mlp.fc1.weight"].shape[0]),
-        qkv_bias="blocks.0.attn.qkv.bias" in state,
-        n_mels=patch_h,
-        patch_h=patch_h,
-        patch_w=patch_w,
-        max_tokens=int(pos.shape[1]) - 1,
-    )
+    patch_h = PATCH_MEL_BINS
+    patch_dim = int(patch.shape[1])
+    if patch_dim % patch_h:
+        raise CheckpointError(f"patch_embed.patch_embed.weight takes {patch_dim} features, which is not "
+                              f"{patch_h} mel bins x a whole number of frames")
+    try:
+        return EncoderConfig(
+            family="clip" if "cls_token" in state else "frame",
+            embed_dim=dim,
+            depth=len(_block_indices(state)),
+            num_heads=num_heads or max(1, dim // 64),
+            mlp_hidden_dim=int(fc1.shape[0]),
+            qkv_bias="blocks.0.attn.qkv.bias" in state,
+            n_mels=patch_h,
+            patch_h=patch_h,
+            patch_w=patch_dim // patch_h,
+            max_tokens=int(pos.shape[1]) - 1,
+        )
+    except ValueError as error:
+        raise CheckpointError(f"the encoder tensors describe an unsupported shape: {error}") from None
 
 
-def frontend_config_from(hyper_parameters: Mapping, config: EncoderConfig) -> FrontendConfig:
+def _hyper_parameter(hparams: Mapping, key: str, default: Any, kind: type, path: Path) -> Any:
+    """`hparams[key]` as `kind` (int or float), or `default` when absent; a value of another type is refused."""
+    value = hparams.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        raise CheckpointError(f"{path}: hyper_parameters[{key!r}] must be {'an int' if kind is int else 'a number'},"
+                              f" got {value!r}")
+    return kind(value)
+
+
+def frontend_config_from(hyper_parameters: Mapping, config: EncoderConfig, path: Path = Path("?")) -> FrontendConfig:
     """Front-end settings the checkpoint was trained with (win_length is a training flag of ATST-Frame)."""
-    win_length = int(hyper_parameters.get("win_length", 1024)) if config.family == "frame" else 1024
-    return FrontendConfig(win_length=win_length, n_mels=config.n_mels)
+    win_length = _hyper_parameter(hyper_parameters, "win_length", 1024, int, path) if config.family == "frame" \
+        else 1024
+    try:
+        return FrontendConfig(win_length=win_length, n_mels=config.n_mels)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: hyper_parameters['win_length'] is unusable: {error}") from None
+
+
+def clip_train_len_from(hyper_parameters: Mapping, path: Path) -> float:
+    """ATST-Clip training crop in seconds (`train_len`), positive and finite."""
+    seconds = _hyper_parameter(hyper_parameters, "train_len", DEFAULT_CLIP_TRAIN_LEN, float, path)
+    if not 0.0 < seconds < float("inf"):
+        raise CheckpointError(f"{path}: hyper_parameters['train_len'] must be a positive number of seconds, "
+                              f"got {seconds!r}")
+    return seconds
 
 
 def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str,
@@ -217,6 +276,9 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
             )
         if not value.is_floating_point():
             raise CheckpointError(f"{source}: {key} has dtype {value.dtype}, expected a floating-point tensor")
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source}: {key} holds NaN or Inf values; the weights are corrupt (embeddings "
+                                  f"from them would be NaN)")
         # a private float32 copy: detaches the weights from the (mmapped) file and the rest of the checkpoint
         tensors[key] = value.detach().to(torch.float32, copy=True)
     encoder.load_state_dict(tensors, assign=True)
@@ -239,16 +301,18 @@ def load_checkpoint(path: PathLike, branch: str = "teacher", trainable: bool = F
 def _loaded_from_raw(raw: Any, branch: str, path: Path, trainable: bool = False) -> LoadedCheckpoint:
     """Build the encoder of `branch` from an already-read checkpoint object."""
     state, source, hparams = _branch_encoder_state(raw, branch, path)
-    config = infer_config(state, hparams)
+    config = infer_config(state)
+    frontend_config = frontend_config_from(hparams, config, path)
+    train_len = clip_train_len_from(hparams, path) if config.has_cls else DEFAULT_CLIP_TRAIN_LEN
     return LoadedCheckpoint(
         encoder=build_encoder(config, state, str(path), trainable),
         config=config,
-        frontend_config=frontend_config_from(hparams, config),
+        frontend_config=frontend_config,
         family_source=source,
         branch=branch,
         path=str(path),
         hyper_parameters=_plain(hparams),
-        clip_train_len=float(hparams.get("train_len", DEFAULT_CLIP_TRAIN_LEN)),
+        clip_train_len=train_len,
     )
 
 
@@ -261,11 +325,30 @@ def _plain(hparams: Mapping) -> dict:
     return out
 
 
-def export_encoder(checkpoint: LoadedCheckpoint, out_path: PathLike) -> Path:
-    """Write the encoder as safetensors (no pickle) with its config in the metadata; atomic."""
+def check_export_target(source: PathLike, target: PathLike, overwrite: bool = False) -> Path:
+    """Refuse an export target that is the source file, not a regular file, in a missing folder, or (without
+    `overwrite`) already there; returns the target path."""
+    source, target = Path(source), Path(target)
+    if target.is_dir():
+        raise ValueError(f"export target {target} is a folder; name the output file, e.g. {target / 'encoder.safetensors'}")
+    if not target.parent.is_dir():
+        raise ValueError(f"export target folder {target.parent} does not exist; create it first")
+    if target.exists() or target.is_symlink():
+        if source.exists() and os.path.samefile(source, target):
+            raise ValueError(f"export target {target} is the input checkpoint itself; write to another file")
+        if not target.is_file():
+            raise ValueError(f"export target {target} exists and is not a regular file; refusing to write over it")
+        if not overwrite:
+            raise ValueError(f"export target {target} already exists; pass --force (overwrite=True) to replace it")
+    return target
+
+
+def export_encoder(checkpoint: LoadedCheckpoint, out_path: PathLike, overwrite: bool = False) -> Path:
+    """Write the encoder as safetensors (no pickle) with its config in the metadata, atomically, with the umask's
+    permissions. The target is checked first (`check_export_target`)."""
     from safetensors.torch import save_file
 
-    out_path = Path(out_path)
+    out_path = check_export_target(checkpoint.path, out_path, overwrite)
     metadata = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -305,41 +388,65 @@ def _load_export(path: Path, trainable: bool = False) -> LoadedCheckpoint:
                             hparams, train_len)
 
 
+def _load_branches(raw: Any, path: Path) -> tuple[dict[str, str], dict[str, LoadedCheckpoint]]:
+    """Each branch's health ("ok", "absent" or why it is broken) and the branches that load."""
+    health: dict[str, str] = {}
+    loaded: dict[str, LoadedCheckpoint] = {}
+    for branch in BRANCHES:
+        try:
+            loaded[branch] = _loaded_from_raw(raw, branch, path)
+            health[branch] = "ok"
+        except CheckpointError as error:
+            health[branch] = "absent" if f"has no {branch}" in str(error) else f"broken: {error}"
+        if branch in loaded and loaded[branch].family_source == "state_dict":  # a bare encoder has one branch
+            health.update({other: "absent" for other in BRANCHES if other != branch})
+            break
+    return health, loaded
+
+
+def _contents(raw: Mapping, notes: dict) -> list[str]:
+    """Human-readable contents of a read checkpoint; bookkeeping entries go into `notes`."""
+    if not isinstance(raw.get("state_dict"), Mapping):
+        return [str(k) for k in raw.keys()]
+    state = {k: v for k, v in raw["state_dict"].items() if isinstance(k, str)}
+    groups = sorted({".".join(k.split(".")[:3]) for k in state if k.startswith("model.")})
+    contents = [f"{g} ({sum(v.numel() for k, v in state.items() if k.startswith(g + '.') and isinstance(v, Tensor)):,}"
+                f" values)" for g in groups]
+    for key in ("epoch", "global_step", "pytorch-lightning_version"):
+        if key in raw:
+            notes[key] = raw[key]
+    optim = raw.get("optimizer_states", [])
+    if isinstance(optim, list):
+        notes["optimizer_states"] = f"{len(optim)} optimizer(s)" + (
+            " with moments" if any(isinstance(o, Mapping) and o.get("state") for o in optim) else "")
+    else:
+        notes["optimizer_states"] = f"unreadable: a {type(optim).__name__}, expected a list"
+    return contents
+
+
 def describe_checkpoint(path: PathLike) -> dict:
-    """What a checkpoint file holds, for `atst info`: family, arch, parameter count, branches and extras."""
+    """What a checkpoint file holds, for `atst info`: family, arch, parameter count, the health of each branch
+    (`branches`: "ok", "absent" or why it is broken) and extras. Describes the teacher, else the student."""
     path = Path(path)
-    loaded = None
     notes: dict[str, Any] = {}
     if path.is_file() and _is_safetensors(path):
         loaded = _load_export(path)
         notes["contents"] = ["encoder (exported)"]
+        branches = {loaded.branch: "ok"}
     else:
         raw = _read_raw(path)
-        contents = []
-        if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
-            state = raw["state_dict"]
-            groups = sorted({".".join(k.split(".")[:3]) for k in state if k.startswith("model.")})
-            contents = [f"{g} ({sum(v.numel() for k, v in state.items() if k.startswith(g + '.')):,} values)"
-                        for g in groups]
-            for key in ("epoch", "global_step", "pytorch-lightning_version"):
-                if key in raw:
-                    notes[key] = raw[key]
-            optim = raw.get("optimizer_states") or []
-            notes["optimizer_states"] = f"{len(optim)} optimizer(s)" + (
-                " with moments" if any(o.get("state") for o in optim if isinstance(o, Mapping)) else "")
-        elif isinstance(raw, Mapping):
-            contents = [str(k) for k in raw.keys()]
-        notes["contents"] = contents
-        try:
-            loaded = _loaded_from_raw(raw, "teacher", path)
-        except CheckpointError:  # a student-only file: describe what it has
-            loaded = _loaded_from_raw(raw, "student", path)
+        notes["contents"] = _contents(raw, notes) if isinstance(raw, Mapping) else []
+        branches, usable = _load_branches(raw, path)
+        if not usable:  # nothing loads: raise the default branch's own error
+            _loaded_from_raw(raw, BRANCHES[0], path)
+        loaded = next(usable[branch] for branch in BRANCHES if branch in usable)
     config = loaded.config
     return {
         "path": str(path),
         "family": f"ATST-{config.family.capitalize()}",
         "format": loaded.family_source,
         "branch": loaded.branch,
+        "branches": branches,
         "arch": arch_name(config),
         "embed_dim": config.embed_dim,
         "depth": config.depth,

@@ -1,8 +1,11 @@
 """`atst` command: embed audio files, export an encoder, inspect a checkpoint.
 
     atst embed PATHS... --ckpt CKPT --out DIR [--mode hear|official] [--n-blocks 12] [--device cpu]
-    atst export CKPT OUT.safetensors [--branch teacher|student]
+    atst export CKPT OUT.safetensors [--branch teacher|student] [--force]
     atst info CKPT [--json]
+
+Exit status: 0 done; 1 some input files were skipped (each named on stderr; the others were written), or `info`
+found the default branch unusable; 2 a usage error (nothing was done).
 """
 from __future__ import annotations
 
@@ -12,78 +15,15 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from .audio_io import find_audio_files, load_mono_16k
-from .checkpoint import BRANCHES, describe_checkpoint, export_encoder, load_checkpoint
+from .audio_io import AUDIO_SUFFIXES
 from .backbone import AUTOCAST_DTYPES
-from .embedding import MODES, Embedder, load_embedder
+from .batch_embed import embed_files
+from .checkpoint import BRANCHES, describe_checkpoint, export_encoder, load_checkpoint
+from .embedding import MODES, load_embedder
 
-
-def _batches(lengths: Sequence[int], budget_samples: int, equal_only: bool) -> list[list[int]]:
-    """Indices grouped so that (longest in batch) x (batch size) <= budget; sorted by length to limit padding.
-    With `equal_only`, only clips of identical length share a batch (official mode has no per-clip lengths)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    for index in order:
-        if batches:
-            current = batches[-1]
-            longest = max(lengths[index], lengths[current[-1]])
-            fits = longest * (len(current) + 1) <= budget_samples
-            if fits and (not equal_only or lengths[index] == lengths[current[0]]):
-                current.append(index)
-                continue
-        batches.append([index])
-    return batches
-
-
-def embed_files(embedder: Embedder, paths: Sequence[str], out_dir: Path, batch_seconds: float = 120.0,
-                timestamps: bool = True, progress: bool = True) -> tuple[list[Path], list[str]]:
-    """Embed every audio file under `paths`; write `<rel>.scene.npy`, `<rel>.timestamp_embeddings.npy`,
-    `<rel>.timestamps.npy` (ms) under `out_dir`. Returns (files written, error messages of skipped files)."""
-    files = find_audio_files(paths)
-    if not files:
-        raise FileNotFoundError(f"no audio files ({', '.join(('.wav', '.flac', '.ogg'))}) under {list(paths)}")
-    waves: dict[int, torch.Tensor] = {}
-    errors: list[str] = []
-    for index, (path, _) in enumerate(tqdm(files, desc="reading", unit="file", disable=not progress)):
-        try:
-            waves[index] = load_mono_16k(path)
-        except ValueError as error:
-            errors.append(str(error))
-    ids = sorted(waves)
-    lengths = [waves[i].shape[0] for i in ids]
-    budget = max(1, int(batch_seconds * embedder.sample_rate))
-    written: list[Path] = []
-    bar = tqdm(total=len(ids), desc="embedding", unit="file", disable=not progress)
-    for batch in _batches(lengths, budget, equal_only=embedder.mode == "official"):
-        members = [ids[i] for i in batch]
-        clip_lengths = torch.tensor([waves[i].shape[0] for i in members])
-        audio = torch.zeros(len(members), int(clip_lengths.max()))
-        for row, i in enumerate(members):
-            audio[row, : waves[i].shape[0]] = waves[i]
-        is_ragged = bool((clip_lengths != clip_lengths.max()).any())
-        scene = embedder.scene_embeddings(audio, clip_lengths if is_ragged else None).cpu()
-        if timestamps:
-            emb, stamps = embedder.timestamp_embeddings(audio, clip_lengths if is_ragged else None)
-            emb, stamps = emb.cpu(), stamps.cpu()
-            counts = embedder.token_counts(clip_lengths.tolist()) if embedder.mode == "hear" else [emb.shape[1]] * len(members)
-        for row, i in enumerate(members):
-            target = out_dir / files[i][1]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            outputs = {"scene": scene[row]}
-            if timestamps:
-                outputs["timestamp_embeddings"] = emb[row, : counts[row]]
-                outputs["timestamps"] = stamps[row, : counts[row]]
-            for kind, value in outputs.items():
-                path = target.with_name(f"{target.name}.{kind}.npy")
-                np.save(path, value.numpy().astype(np.float32))
-                written.append(path)
-        bar.update(len(members))
-    bar.close()
-    return written, errors
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -92,28 +32,35 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     embedder = load_embedder(args.ckpt, mode=args.mode, n_blocks=args.n_blocks, branch=args.branch,
                              autocast=args.autocast).to(args.device)
     out = Path(args.out)
-    written, errors = embed_files(embedder, args.paths, out, args.batch_seconds, not args.scene_only,
-                                  progress=not args.quiet)
-    print(f"wrote {len(written)} files under {out} (scene {embedder.scene_embedding_size}-d, timestamp "
+    report = embed_files(embedder, args.paths, out, args.batch_seconds, not args.scene_only,
+                         progress=not args.quiet, overwrite=args.overwrite)
+    print(f"wrote {len(report.written)} files under {out} (scene {embedder.scene_embedding_size}-d, timestamp "
           f"{embedder.timestamp_embedding_size}-d, mode {embedder.mode})")
-    for message in errors:
+    if report.kept:
+        print(f"kept the complete outputs of {len(report.kept)} file(s) from an earlier run (--overwrite redoes "
+              f"them)")
+    for message in report.skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    return 1 if errors else 0
+    if report.skipped:
+        print(f"{len(report.skipped)} file(s) skipped; the others were written", file=sys.stderr)
+    return EXIT_SKIPPED if report.skipped else EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.ckpt, branch=args.branch)
-    path = export_encoder(loaded, args.out)
+    path = export_encoder(loaded, args.out, overwrite=args.force)
     print(f"exported the {loaded.branch} encoder of {args.ckpt} (ATST-{loaded.family}, "
           f"{sum(p.numel() for p in loaded.encoder.parameters()):,} parameters) to {path}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     info = describe_checkpoint(args.ckpt)
+    # the default branch (teacher) is what every door loads: a file where it is unusable fails the check
+    status = EXIT_OK if info["branches"].get(BRANCHES[0]) == "ok" else EXIT_SKIPPED
     if args.json:
         print(json.dumps(info, indent=2, default=str))
-        return 0
+        return status
     for key, value in info.items():
         if key == "hyper_parameters":
             continue
@@ -121,11 +68,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"{key}:")
             for item in value:
                 print(f"  - {item}")
+        elif key == "branches":
+            print("branches:")
+            for branch, health in value.items():
+                print(f"  - {branch}: {health}")
         else:
             print(f"{key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{key}: {value}")
     if info.get("hyper_parameters"):
         print("hyper_parameters: " + ", ".join(f"{k}={v}" for k, v in info["hyper_parameters"].items()))
-    return 0
+    if status != EXIT_OK:
+        print(f"atst info: the default branch ({BRANCHES[0]}) cannot be used: {info['branches'].get(BRANCHES[0])}",
+              file=sys.stderr)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     embed = commands.add_parser("embed", help="embed audio files or folders (wav/flac/ogg, any sample rate)")
-    embed.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
+    embed.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively; "
+                       f"{', '.join(suffix.lstrip('.') for suffix in AUDIO_SUFFIXES)})")
     embed.add_argument("--ckpt", required=True, help="checkpoint (official .ckpt, DINO-style, or atst export)")
     embed.add_argument("--out", required=True, help="output folder; mirrors the input folder structure")
     embed.add_argument("--mode", choices=MODES, default="hear")
@@ -145,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--batch-seconds", type=float, default=120.0,
                        help="audio per batch, counted as longest clip x clips (default 120 s)")
     embed.add_argument("--scene-only", action="store_true", help="write only scene embeddings")
+    embed.add_argument("--overwrite", action="store_true",
+                       help="redo files whose outputs a previous run completed (default: keep them)")
     embed.add_argument("--quiet", action="store_true", help="no progress bars")
     embed.set_defaults(func=_cmd_embed)
 
@@ -152,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("ckpt")
     export.add_argument("out")
     export.add_argument("--branch", choices=BRANCHES, default="teacher")
+    export.add_argument("--force", action="store_true", help="replace an existing output file")
     export.set_defaults(func=_cmd_export)
 
     info = commands.add_parser("info", help="family, architecture, parameter count and contents of a checkpoint")
@@ -167,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as error:
         print(f"atst {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

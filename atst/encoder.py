@@ -12,11 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .limits import check_float, check_int
+
 # The official models add this to the attention logits of padded keys (not -inf: a row with no valid key
 # degrades to uniform attention instead of NaN).
 PADDED_KEY_LOGIT = -10000.0
 
 FAMILIES = ("frame", "clip")
+# accepted ranges of the integer fields: generous for any model one could train, small enough that a crafted config
+# cannot make the constructor allocate without bound
+LIMITS = {"embed_dim": (1, 8192), "depth": (1, 128), "num_heads": (1, 256), "mlp_hidden_dim": (1, 65536),
+          "n_mels": (1, 512), "patch_h": (1, 512), "patch_w": (1, 64), "max_tokens": (1, 100_000)}
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,12 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        for name, (low, high) in LIMITS.items():
+            check_int("EncoderConfig", name, getattr(self, name), low, high)
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"EncoderConfig.qkv_bias must be a bool, got {self.qkv_bias!r}")
+        check_float("EncoderConfig", "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, low_open=True)
+        check_float("EncoderConfig", "drop_path_rate", self.drop_path_rate, 0.0, 0.99)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.n_mels != self.patch_h:

@@ -52,8 +52,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     _create(tmp)
+    mode = tmp.stat().st_mode & 0o777  # the umask's; some writers (safetensors) recreate the file as 0600
     try:
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

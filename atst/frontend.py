@@ -12,6 +12,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
+from .limits import check_float, check_int
+
 # MinMax constants of the official training transform (the same for every n_mels).
 OFFICIAL_DB_MIN = -79.6482
 OFFICIAL_DB_MAX = 50.6842
@@ -29,6 +31,16 @@ class FrontendConfig:
     f_max: float = 7800.0
     n_mels: int = 64
     top_db: float = 80.0
+
+    def __post_init__(self) -> None:
+        check_int("FrontendConfig", "sample_rate", self.sample_rate, 1000, 384_000)
+        check_int("FrontendConfig", "n_fft", self.n_fft, 16, 65536)
+        check_int("FrontendConfig", "win_length", self.win_length, 1, self.n_fft)
+        check_int("FrontendConfig", "hop_length", self.hop_length, 1, self.n_fft)
+        check_int("FrontendConfig", "n_mels", self.n_mels, 1, 512)
+        check_float("FrontendConfig", "f_min", self.f_min, 0.0, self.sample_rate / 2)
+        check_float("FrontendConfig", "f_max", self.f_max, self.f_min, self.sample_rate / 2, low_open=True)
+        check_float("FrontendConfig", "top_db", self.top_db, 0.0, 200.0, low_open=True)
 
 
 SAMPLE_RATE = FrontendConfig.sample_rate  # 16 kHz: the rate every released checkpoint was trained at

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import Tensor
 
-from .backbone import Backbone, validate_audio, validate_lengths
+from .backbone import Backbone, check_mel_finite, validate_audio, validate_lengths
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -88,7 +88,9 @@ class OfficialReadouts:
                 f"at least {frontend.min_samples} samples ({frontend.min_samples / 16:.2f} ms); "
                 f"mode='hear' pads shorter clips to one token"
             )
-        return frontend(audio)
+        mel = frontend(audio)
+        check_mel_finite(mel, audio, range(audio.shape[0]))
+        return mel
 
     def _chunk_outputs(self, mel: Tensor, n_blocks: int) -> list[Tensor]:
         """Normed last-n outputs `[B, t_i (+1), n * D]` of every official chunk; full chunks share encoder calls."""
@@ -124,7 +126,9 @@ class OfficialReadouts:
             if wave.shape[0] < frontend.min_samples:
                 raise ValueError(f"audio of {wave.shape[0]} samples is too short for official mode (at least "
                                  f"{frontend.min_samples} samples)")
-            mels.append(frontend(wave[None])[0])
+            mel = frontend(wave[None])
+            check_mel_finite(mel, wave[None], [len(mels)])
+            mels.append(mel[0])
         frame_lengths = torch.tensor([m.shape[-1] for m in mels], device=audio.device)
         longest = int(frame_lengths.max())
         return torch.stack([torch.nn.functional.pad(m, (0, longest - m.shape[-1])) for m in mels]), frame_lengths
