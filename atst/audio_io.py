@@ -75,7 +75,8 @@ def _to_mono_16k(data: np.ndarray, rate: int, name: str) -> Tensor:
         raise AudioDecodeError(f"{name}: the file holds no audio samples")
     if not np.isfinite(data).all():
         raise AudioDecodeError(f"{name}: contains NaN or Inf samples")
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32))
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # a view for mono: no second copy of the file
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     return resample(wave, rate).contiguous()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
@@ -57,8 +56,6 @@ class LogMelFrontend(nn.Module):
 
     def __init__(self, config: FrontendConfig = FrontendConfig(), segment_frames: int = 8192) -> None:
         super().__init__()
-        if config.win_length > config.n_fft:
-            raise ValueError(f"win_length ({config.win_length}) must not exceed n_fft ({config.n_fft})")
         self.config = config
         self.segment_frames = segment_frames
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
@@ -90,14 +87,14 @@ class LogMelFrontend(nn.Module):
                 f"samples ({1000 * self.min_samples / cfg.sample_rate:.1f} ms) are needed"
             )
         pad = cfg.n_fft // 2
-        padded = F.pad(waveform.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-        total_frames = self.num_frames(waveform.shape[-1])
-        segments = []
+        num_samples = waveform.shape[-1]
+        total_frames = self.num_frames(num_samples)
+        out = waveform.new_empty(waveform.shape[0], cfg.n_mels, total_frames)
         for start in range(0, total_frames, self.segment_frames):
             stop = min(start + self.segment_frames, total_frames)
-            piece = padded[:, start * cfg.hop_length : (stop - 1) * cfg.hop_length + cfg.n_fft]
             spec = torch.stft(
-                piece,
+                self._padded_piece(waveform, start * cfg.hop_length - pad,
+                                   (stop - 1) * cfg.hop_length + cfg.n_fft - pad),
                 n_fft=cfg.n_fft,
                 hop_length=cfg.hop_length,
                 win_length=cfg.win_length,
@@ -108,13 +105,31 @@ class LogMelFrontend(nn.Module):
                 return_complex=True,
             )
             power = spec.real.square() + spec.imag.square()  # [B, n_freqs, frames]
-            segments.append(torch.matmul(power.transpose(-1, -2), self.mel_fbank).transpose(-1, -2))
-        return segments[0] if len(segments) == 1 else torch.cat(segments, dim=-1)
+            out[..., start:stop] = torch.matmul(power.transpose(-1, -2), self.mel_fbank).transpose(-1, -2)
+        return out
+
+    @staticmethod
+    def _padded_piece(waveform: Tensor, first: int, stop: int) -> Tensor:
+        """Samples [first, stop) of the waveform reflect-padded at both ends (as a centred STFT pads it), built
+        for this piece only: the padded copy of a whole long clip never exists."""
+        num_samples = waveform.shape[-1]
+        if first >= 0 and stop <= num_samples:
+            return waveform[:, first:stop]
+        index = torch.arange(first, stop, device=waveform.device)
+        index = torch.where(index < 0, -index, index)
+        index = torch.where(index >= num_samples, 2 * (num_samples - 1) - index, index)
+        return waveform[:, index]
 
     def normalise(self, power_mel: Tensor) -> Tensor:
-        """Power mel `[B, n_mels, F]` -> dB floored at (each item's peak - top_db) -> MinMax scaled."""
-        db = 10.0 * torch.log10(torch.clamp(power_mel, min=1e-10))
+        """Power mel `[B, n_mels, F]` -> dB floored at (each item's peak - top_db) -> MinMax scaled.
+
+        Works in place on its own intermediate when no gradient is recorded (a one-hour mel is 92 MB per copy)."""
+        in_place = not (torch.is_grad_enabled() and power_mel.requires_grad)
+        db = torch.clamp(power_mel, min=1e-10)
+        db = db.log10_().mul_(10.0) if in_place else 10.0 * torch.log10(db)
         floor = db.amax(dim=(-2, -1), keepdim=True) - self.config.top_db
+        if in_place:
+            return db.clamp_(min=floor).sub_(OFFICIAL_DB_MIN).div_(OFFICIAL_DB_MAX - OFFICIAL_DB_MIN).mul_(2.0).sub_(1.0)
         db = torch.maximum(db, floor)
         return (db - OFFICIAL_DB_MIN) / (OFFICIAL_DB_MAX - OFFICIAL_DB_MIN) * 2.0 - 1.0
 
