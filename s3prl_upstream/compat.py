@@ -226,6 +226,7 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    tensorboard_without_tensorflow()  # s3prl.hub imports torch.utils.tensorboard: 7 s and a banner otherwise
     _patch_torchaudio()
     _patch_huggingface_hub()
     _patch_torch_load()

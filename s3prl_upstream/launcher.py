@@ -68,9 +68,8 @@ def prepare_argv(argv: Sequence[str], cuda_available: Optional[bool] = None) -> 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Apply the compatibility layer, register the hub entries, run s3prl's run_downstream with `argv`."""
-    from . import compat, register
+    from . import register
 
-    compat.tensorboard_without_tensorflow()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(arg in ("-h", "--help") for arg in argv):
         argv = prepare_argv(argv)

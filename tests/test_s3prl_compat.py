@@ -147,3 +147,14 @@ def test_asr_char_dict_is_readable_by_s3prl(tmp_path, hub):
     encoded = dictionary.encode_line("H E L L O | W O R L D |", append_eos=False, add_if_not_exist=False)
     assert dictionary.unk() not in encoded.tolist()
     assert all(dictionary.index(symbol) != dictionary.unk() for symbol in SYMBOLS)
+
+
+def test_registering_in_s3prl_does_not_load_tensorflow():
+    # s3prl.hub imports torch.utils.tensorboard, which loads TensorFlow when installed (seconds, a oneDNN banner)
+    import subprocess
+    import sys
+
+    code = "import sys, s3prl_upstream; s3prl_upstream.register(); print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
