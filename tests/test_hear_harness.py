@@ -117,6 +117,24 @@ def test_prediction_compat_adapts_heareval_in_process_only():
     assert "gpus=gpus" in installed and "validation_epoch_end" in installed  # the installed file is untouched
 
 
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("EXPLOITED",))
+
+
+def test_prediction_compat_reads_grid_checkpoints_weights_only(tmp_path):
+    tp = compat_lightning.apply()
+    grid = {"hidden_norm": torch.nn.BatchNorm1d, "embedding_norm": torch.nn.Identity,
+            "initialization": torch.nn.init.xavier_uniform_, "optim": torch.optim.Adam, "lr": 1e-3}
+    torch.save({"hyper_parameters": {"conf": grid}, "state_dict": {"w": torch.ones(2)}}, tmp_path / "grid.ckpt")
+    assert tp.torch.load(tmp_path / "grid.ckpt")["hyper_parameters"]["conf"] == grid
+    torch.save({"hyper_parameters": {"conf": _Exploit()}}, tmp_path / "evil.ckpt")
+    with pytest.raises(pickle.UnpicklingError, match="print"):
+        tp.torch.load(tmp_path / "evil.ckpt")
+    with pytest.raises(pickle.UnpicklingError):
+        tp.torch.load(tmp_path / "evil.ckpt", weights_only=False)  # the runner cannot switch it off either
+
+
 def test_launcher_rejects_bad_input_with_clear_messages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         launcher_main(["embed", "--model-options", "[1]"])

@@ -6,17 +6,17 @@ selection and scoring are heareval's own code, so scores are those of the stock 
 1. `pl.Trainer(gpus=...)`: the module sees a Trainer that maps `gpus` to `accelerator`/`devices`.
 2. `validation_epoch_end`/`test_epoch_end` (removed in PL 2): the prediction models are subclasses that collect
    the step outputs and hand them to heareval's `_score_epoch_end` from `on_*_epoch_end`.
-3. `torch.load(best_model_path)`: the module sees a `torch` whose `load` reads with `weights_only=False` (the files
-   are the runner's own checkpoints, whose hyper-parameters hold classes and functions).
+3. `torch.load(best_model_path)`: the module sees a `torch` whose `load` reads weights-only with an allow-list of
+   exactly the classes and functions heareval's parameter grid can put in a checkpoint's hyper-parameters
+   (`torch.nn.Identity`, `BatchNorm1d`, `LayerNorm`, `torch.optim.Adam`, `torch.nn.init.xavier_*`, ...), so no
+   other object is ever unpickled.
 4. `trainer.fit_loop.current_epoch = epoch` (a silent no-op since PL 1.6): the best epoch is restored through
    `fit_loop.epoch_progress.current.completed`, which `LightningModule.current_epoch` reads.
-5. `trainer.test(ckpt_path=...)`: called with `weights_only=False` (or, on Lightning without that argument, with
-   `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` for the duration of the call).
+5. `trainer.test(ckpt_path=...)`: reads the checkpoint weights-only with the same allow-list.
 """
 from __future__ import annotations
 
 import inspect
-import os
 import types
 from typing import Any, Dict, List
 
@@ -30,12 +30,20 @@ def _devices_from_gpus(gpus: Any) -> Dict[str, Any]:
     return {"accelerator": "gpu", "devices": gpus}
 
 
-def _trainer_class(pl: types.ModuleType) -> type:
+def grid_globals(*param_grids: Dict[str, List[Any]]) -> List[Any]:
+    """The classes and functions heareval parameter grids can store in a checkpoint's hyper-parameters."""
+    found = {id(v): v for grid in param_grids for values in grid.values() for v in values if callable(v)}
+    return list(found.values())
+
+
+def _trainer_class(pl: types.ModuleType, allowed: List[Any]) -> type:
+    import torch
+
     major = int(pl.__version__.split(".")[0])
     takes_weights_only = "weights_only" in inspect.signature(pl.Trainer.test).parameters
 
     class CompatTrainer(pl.Trainer):  # type: ignore[misc, valid-type]
-        """`pl.Trainer` accepting Lightning-1 `gpus=` and testing the runner's own checkpoints unrestricted."""
+        """`pl.Trainer` accepting Lightning-1 `gpus=` and testing the runner's own checkpoints weights-only."""
 
         def __init__(self, *args: Any, gpus: Any = None, **kwargs: Any) -> None:
             if major >= 2:
@@ -47,17 +55,9 @@ def _trainer_class(pl: types.ModuleType) -> type:
 
         def test(self, *args: Any, **kwargs: Any) -> Any:
             if takes_weights_only:
-                kwargs.setdefault("weights_only", False)
+                kwargs.setdefault("weights_only", True)
+            with torch.serialization.safe_globals(allowed):
                 return super().test(*args, **kwargs)
-            previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-            try:
-                return super().test(*args, **kwargs)
-            finally:
-                if previous is None:
-                    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-                else:
-                    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
 
     return CompatTrainer
 
@@ -120,13 +120,16 @@ def apply() -> types.ModuleType:
     if getattr(tp, MARK, False):
         return tp
     major = int(pl.__version__.split(".")[0])
+    allowed = grid_globals(tp.PARAM_GRID, tp.FAST_PARAM_GRID, tp.FASTER_PARAM_GRID,
+                           *tp.TASK_SPECIFIC_PARAM_GRID.values())
 
     def load_own_checkpoint(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("weights_only", False)
-        return torch.load(*args, **kwargs)
+        kwargs["weights_only"] = True
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(*args, **kwargs)
 
     tp.torch = _Proxy(torch, load=load_own_checkpoint)
-    tp.pl = _Proxy(pl, Trainer=_trainer_class(pl))
+    tp.pl = _Proxy(pl, Trainer=_trainer_class(pl, allowed))
 
     if major >= 2:
         for name in ("ScenePredictionModel", "EventPredictionModel"):
