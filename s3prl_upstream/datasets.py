@@ -15,7 +15,7 @@ LAYOUTS = ("speech_commands", "voxceleb1")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return cli.main(argv, prog="python -m s3prl_upstream.datasets", commands=LAYOUTS)
+    return cli.main(argv, prog="python -m s3prl_upstream.datasets", commands=LAYOUTS, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -115,9 +115,10 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, command: str)
     return parser
 
 
-def build_parser(prog: str = PROG, commands: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
-    """A parser with `commands` (default: all of `COMMANDS`) as subcommands."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+def build_parser(prog: str = PROG, commands: Optional[Sequence[str]] = None,
+                 description: Optional[str] = None) -> argparse.ArgumentParser:
+    """A parser with `commands` (default: all of `COMMANDS`) as subcommands (`description`: this module's doc)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description or __doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in commands or COMMANDS:
@@ -125,6 +126,8 @@ def build_parser(prog: str = PROG, commands: Optional[Sequence[str]] = None) -> 
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: str = PROG, commands: Optional[Sequence[str]] = None) -> int:
-    args = build_parser(prog, commands).parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = PROG, commands: Optional[Sequence[str]] = None,
+         description: Optional[str] = None) -> int:
+    """Parse `argv` (default: sys.argv) and run the chosen command; returns its exit status."""
+    args = build_parser(prog, commands, description).parse_args(argv)
     return int(args.func(args) or 0)
