@@ -81,6 +81,9 @@ def test_espeak_wrapper_rejects_bad_settings_and_a_missing_program(monkeypatch):
         speak("yes", pitch=120)
     with pytest.raises(ValueError, match="speed"):
         speak("yes", speed=1.5)
+    if espeak_available():
+        with pytest.raises(RuntimeError, match="voice does not exist"):
+            speak("yes", voice="zzz")
     monkeypatch.setattr(speech, "espeak_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"needs espeak-ng on PATH \(apt-get install espeak-ng\)"):
         speak("yes")

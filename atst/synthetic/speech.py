@@ -42,11 +42,15 @@ def speak(text: str, voice: str = "en", pitch: int = 50, speed: int = 175) -> np
     `voice` is an espeak-ng voice name (`espeak-ng --voices`), `pitch` 0-99, `speed` 80-450 words per minute.
     """
     for name, value, (low, high) in (("pitch", pitch, PITCH_RANGE), ("speed", speed, SPEED_RANGE)):
-        if not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
             raise ValueError(f"espeak-ng {name} must be an integer in [{low}, {high}], got {value!r}")
     require_espeak(f"speech ({text!r})")
     result = subprocess.run([PROGRAM, "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", text],
-                            check=True, capture_output=True)
+                            capture_output=True)
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"{PROGRAM} -v {voice} failed (exit {result.returncode}): {message}; voices: "
+                           f"`{PROGRAM} --voices`")
     return read_audio(io.BytesIO(result.stdout), name=f"{PROGRAM} -v {voice} {text!r}").numpy()
 
 
