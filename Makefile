@@ -53,7 +53,7 @@ test-fast: $(STAMP)/core
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
 demo: install
-	$(PY) -m hear_atst.demo --out demo_out
+	$(PY) -m atst.demo --out demo_out
 
 bench: $(STAMP)/core
 	$(PY) benchmarks/embed_throughput.py

@@ -3,8 +3,8 @@
     atst-hear validate --model CKPT                         # hearvalidator's checks, "Looks good!"
     atst-hear embed --model CKPT --tasks-dir TASKS          # heareval embeddings runner
     atst-hear predict embeddings/hear_atst/*                # heareval predictions runner (PL 2 / torch >= 2.6)
-    atst-hear make-tasks TASKS --size small                 # synthetic tasks in the hear-preprocess layout
-    atst-hear make-corpus CORPUS --n-clips 64               # unlabelled synthetic clips for pre-training
+    atst-hear make-tasks TASKS --size small                 # generated tasks in the hear-preprocess layout
+    atst-hear make-corpus CORPUS --n-clips 64               # unlabelled generated clips for pre-training
     atst-hear standin-path                                  # folder holding the TensorFlow stand-in
 
 The harness code is the installed hearvalidator / heareval; `hear_atst.compat` only adjusts, in this process, the
@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
+from atst.flags import parse_bool
+from atst.synthetic import cli as synthetic_cli
+
 from .compat import apply_prediction_compat, select_tensorflow
 from .compat.tf import POLICIES
 
@@ -34,13 +37,9 @@ def _stage(what: str) -> Iterator[None]:
     print(f"[atst-hear] {what}: done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def _bool_text(value: str) -> str:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "y", "t"):
-        return "True"
-    if lowered in ("false", "0", "no", "n", "f"):
-        return "False"
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+def _click_bool(value: str) -> str:
+    """A boolean flag (any word `atst.flags.parse_bool` accepts) as the "True"/"False" text click parses."""
+    return str(parse_bool(value))
 
 
 def _json_dict(value: str) -> str:
@@ -128,24 +127,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_make_tasks(args: argparse.Namespace) -> int:
-    from .tasks import make_tasks
-
-    with _stage(f"writing {args.size} synthetic HEAR tasks to {args.out}"):
-        paths = make_tasks(args.out, size=args.size, seed=args.seed, tasks=args.tasks)
-    for path in paths:
-        print(f"  {path}")
-    return 0
-
-
-def cmd_make_corpus(args: argparse.Namespace) -> int:
-    from .tasks import make_corpus
-
-    with _stage(f"writing {args.n_clips} unlabelled {args.seconds:g} s clips to {args.out}"):
-        make_corpus(args.out, n_clips=args.n_clips, seconds=args.seconds, seed=args.seed, progress=True)
-    return 0
-
-
 def cmd_standin_path(args: argparse.Namespace) -> int:
     from . import tf_standin
 
@@ -186,24 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-points", type=int, default=8)
     p.add_argument("--grid", choices=("default", "fast", "faster"), default="default")
     p.add_argument("--gpus", default=None, help='JSON, e.g. "[0]" (default: "[0]" if CUDA is available)')
-    p.add_argument("--in-memory", type=_bool_text, default="True")
-    p.add_argument("--deterministic", type=_bool_text, default="True")
-    p.add_argument("--shuffle", type=_bool_text, default="False")
+    p.add_argument("--in-memory", type=_click_bool, default="True")
+    p.add_argument("--deterministic", type=_click_bool, default="True")
+    p.add_argument("--shuffle", type=_click_bool, default="False")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("make-tasks", help="write synthetic HEAR tasks (hear-preprocess layout)")
-    p.add_argument("out", help="tasks directory to create")
-    p.add_argument("--size", default="small", help="tiny, small or full")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--tasks", nargs="*", default=None, help="subset of task names (default: all)")
-    p.set_defaults(func=cmd_make_tasks)
-
-    p = sub.add_parser("make-corpus", help="write an unlabelled synthetic pre-training corpus (wavs + manifest.csv)")
-    p.add_argument("out")
-    p.add_argument("--n-clips", type=int, default=64)
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_make_corpus)
+    # the generated-data commands of atst.synthetic, under the names this launcher has always used
+    synthetic_cli.add_command(sub, "make-tasks", "tasks")
+    synthetic_cli.add_command(sub, "make-corpus", "corpus")
 
     p = sub.add_parser("standin-path", help="print the folder to put on PYTHONPATH for stock commands without TF")
     p.set_defaults(func=cmd_standin_path)

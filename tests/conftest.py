@@ -1,15 +1,121 @@
-"""Shared test fixtures: the parity fixtures from ../shared and checkpoints the tests build themselves."""
+"""Shared test fixtures and helpers: the parity fixtures from ../shared, checkpoints the tests build themselves, and
+audio files and corpora written on the spot.
+
+Helpers are plain functions (`from conftest import write_test_wav`); fixtures wrap the common cases.
+"""
 from __future__ import annotations
 
+import io
 import os
+import wave
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import pytest
+import soundfile as sf
 
-from atst.synthetic import write_official_checkpoint
+from atst.audio_io import SAMPLE_RATE
+from atst.synthetic import harmonic_tone, write_official_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
+# A RIFF/WAVE header followed by garbage: every decoder must reject it with an error naming the file
+CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
+# (relative path, seconds, rate, channels) of `write_mixed_corpus`: rates, channel counts and formats differ
+MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5, 44100, 2),
+               ("sub/noise8k.ogg", 3.0, 8000, 1))
 
+__all__ = ["CORRUPT_WAV", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise", "pcm16_rms", "wav_bytes",
+           "wav_header", "write_mixed_corpus", "write_test_wav", "write_tone_clips"]
+
+
+# ------------------------------------------------------------------------------------------------ audio files
+
+def noise(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, seed: int = 0,
+          amplitude: float = 0.1) -> np.ndarray:
+    """Gaussian noise of standard deviation `amplitude`: float32 `[round(seconds * rate), channels]`."""
+    rng = np.random.default_rng(seed)
+    return (amplitude * rng.standard_normal((int(round(seconds * rate)), channels))).astype(np.float32)
+
+
+def wav_bytes(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, seed: int = 0,
+              subtype: Optional[str] = None, format: str = "WAV") -> bytes:
+    """An in-memory audio file of `noise(seconds, rate, channels, seed)`; `subtype` a soundfile subtype
+    ("PCM_16", the WAV default, "PCM_24", "FLOAT", ...), `format` a soundfile format ("WAV", "FLAC", "OGG")."""
+    buffer = io.BytesIO()
+    sf.write(buffer, noise(seconds, rate, channels, seed), rate, subtype=subtype, format=format)
+    return buffer.getvalue()
+
+
+def write_test_wav(path: Union[str, Path], seconds: float, rate: int = SAMPLE_RATE, channels: int = 1,
+                   seed: int = 0, subtype: Optional[str] = None) -> Path:
+    """Write `noise(seconds, rate, channels, seed)` to `path` (parents created), the format from its suffix
+    (.wav, .flac, .ogg, ...), `subtype` as in `wav_bytes`. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), noise(seconds, rate, channels, seed), rate, subtype=subtype)
+    return path
+
+
+def wav_header(path: Union[str, Path]) -> Tuple[int, int, int, int]:
+    """(channels, bytes per sample, sample rate, frames) of a PCM WAV file, read with the stdlib."""
+    with wave.open(str(path), "rb") as f:
+        return f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+
+
+def pcm16_rms(path: Union[str, Path]) -> float:
+    """RMS (full scale 1.0) of a mono 16-bit PCM WAV; fails on any other format."""
+    with wave.open(str(path), "rb") as f:
+        assert (f.getnchannels(), f.getsampwidth()) == (1, 2), f"{path} is not mono 16-bit PCM"
+        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    return float(np.sqrt(np.mean(pcm ** 2)))
+
+
+# ---------------------------------------------------------------------------------------------------- corpora
+
+def write_tone_clips(folder: Union[str, Path], n_clips: int = 12, seed: int = 0) -> List[Path]:
+    """`n_clips` mono 16 kHz harmonic tones `tone00.wav`, ... (150 + 60 i Hz, 0.6 + 0.1 i s) in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n_clips):
+        paths.append(folder / f"tone{i:02d}.wav")
+        sf.write(str(paths[-1]), harmonic_tone(150 + 60 * i, 0.6 + 0.1 * i, rng=rng), SAMPLE_RATE)
+    return paths
+
+
+def write_mixed_corpus(root: Union[str, Path]) -> Dict[str, float]:
+    """The clips of `MIXED_CLIPS` under `root`, plus two files a reader must pass over or report: `notes.txt`
+    (not audio) and `sub/broken.wav` (`CORRUPT_WAV`). Returns {relative path: seconds} of the decodable clips."""
+    root = Path(root)
+    for seed, (relative, seconds, rate, channels) in enumerate(MIXED_CLIPS):
+        write_test_wav(root / relative, seconds, rate, channels, seed=seed)
+    (root / "notes.txt").write_text("not audio")
+    (root / "sub" / "broken.wav").write_bytes(CORRUPT_WAV)
+    return {relative: seconds for relative, seconds, _, _ in MIXED_CLIPS}
+
+
+@pytest.fixture(scope="session")
+def mixed_corpus(tmp_path_factory) -> Path:
+    """A read-only folder written by `write_mixed_corpus`."""
+    root = tmp_path_factory.mktemp("mixed_corpus")
+    write_mixed_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory) -> Path:
+    """A read-only pre-training corpus: 12 tones under `nested/` (`write_tone_clips`), a stereo 44.1 kHz FLAC and
+    a corrupt WAV (`corrupt.wav`)."""
+    root = tmp_path_factory.mktemp("tone_corpus")
+    write_tone_clips(root / "nested")
+    write_test_wav(root / "stereo44k.flac", 1.5, 44100, channels=2)
+    (root / "corrupt.wav").write_bytes(CORRUPT_WAV)
+    return root
+
+
+# ------------------------------------------------------------------------------------ fixtures and checkpoints
 
 def fixtures_dir() -> Path:
     """`$ATST_FIXTURES` or ../shared/fixtures; a missing directory fails loudly (never skips)."""

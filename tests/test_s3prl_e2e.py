@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s3prl_upstream.datasets import make_speech_commands, make_voxceleb1
+from atst.synthetic.superb import make_speech_commands, make_voxceleb1
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -1,15 +1,15 @@
-"""The synthetic HEAR task generator writes the hear-preprocess layout, deterministically (fast, no harness)."""
+"""The generated HEAR tasks follow the hear-preprocess layout and the pre-training corpus lists every clip, both
+deterministically (fast, no harness)."""
 from __future__ import annotations
 
 import csv
 import json
-import wave
-from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import SAMPLE_RATE, pcm16_rms, wav_header
 
-from hear_atst.tasks import SIZES, espeak_available, make_corpus, make_tasks
+from atst.synthetic import SIZES, espeak_available, make_corpus, make_tasks
+from atst.synthetic.hear_tasks import task_dir_name
 
 METADATA_KEYS = {"task_name", "version", "embedding_type", "prediction_type", "split_mode", "sample_duration",
                  "evaluation", "download_urls", "default_mode", "tmp_dir", "mode", "splits"}
@@ -23,14 +23,10 @@ def tiny_tasks(tmp_path_factory) -> list:
                       tasks=["synth_scene", "synth_timbre", "synth_events"])
 
 
-def read_wav(path: Path) -> tuple:
-    with wave.open(str(path), "rb") as f:
-        return f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-
-
 def test_task_dirs_follow_hear_preprocess_layout(tiny_tasks):
     names = [p.name for p in tiny_tasks]
-    assert names == ["synth_scene-v1-full", "synth_timbre-v1-full", "synth_events-v1-full"]
+    assert names == [task_dir_name(n) for n in ("synth_scene", "synth_timbre", "synth_events")]
+    assert names[0] == "synth_scene-v1-full"
     for task in tiny_tasks:
         meta = json.loads((task / "task_metadata.json").read_text())
         assert METADATA_KEYS <= set(meta), METADATA_KEYS - set(meta)
@@ -40,13 +36,13 @@ def test_task_dirs_follow_hear_preprocess_layout(tiny_tasks):
         assert rows[0] == ["idx", "label"]
         labels = [r[1] for r in rows[1:]]
         assert [int(r[0]) for r in rows[1:]] == list(range(len(labels))) and labels == sorted(labels)
-        expected_frames = int(round(meta["sample_duration"] * 16000))
+        expected_frames = int(round(meta["sample_duration"] * SAMPLE_RATE))
         for split in meta["splits"]:
             data = json.loads((task / f"{split}.json").read_text())
-            on_disk = sorted(p.name for p in (task / "16000" / split).iterdir())
+            on_disk = sorted(p.name for p in (task / str(SAMPLE_RATE) / split).iterdir())
             assert sorted(data) == on_disk, "every wav has a key and every key a wav"
             for name in on_disk:
-                assert read_wav(task / "16000" / split / name) == (1, 2, 16000, expected_frames)
+                assert wav_header(task / str(SAMPLE_RATE) / split / name) == (1, 2, SAMPLE_RATE, expected_frames)
             for value in data.values():
                 if meta["embedding_type"] == "scene":
                     assert len(value) == 1 and value[0] in labels
@@ -74,18 +70,17 @@ def test_scene_splits_are_balanced_and_audible(tiny_tasks):
     for labels in train.values():
         counts[labels[0]] = counts.get(labels[0], 0) + 1
     assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 1
-    with wave.open(str(scene / "16000" / "train" / sorted(train)[0]), "rb") as f:
-        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64) / 32768
-    assert 0.01 < np.sqrt(np.mean(pcm ** 2)) < 0.9
+    assert 0.01 < pcm16_rms(scene / str(SAMPLE_RATE) / "train" / sorted(train)[0]) < 0.9
 
 
 def test_same_seed_same_bytes_other_seed_other_audio(tmp_path, tiny_tasks):
     again = make_tasks(tmp_path / "a", size="tiny", seed=7, tasks=["synth_events"])[0]
     other = make_tasks(tmp_path / "b", size="tiny", seed=8, tasks=["synth_events"])[0]
     original = tiny_tasks[2]
-    for rel in ["test.json", "task_metadata.json", "16000/train/train_0000.wav"]:
+    first_wav = f"{SAMPLE_RATE}/train/train_0000.wav"
+    for rel in ["test.json", "task_metadata.json", first_wav]:
         assert (again / rel).read_bytes() == (original / rel).read_bytes(), rel
-    assert (other / "16000/train/train_0000.wav").read_bytes() != (original / "16000/train/train_0000.wav").read_bytes()
+    assert (other / first_wav).read_bytes() != (original / first_wav).read_bytes()
 
 
 def test_sizes_scale_clip_counts(tmp_path):
@@ -113,21 +108,13 @@ def test_tasks_carry_a_param_grid_heareval_understands(tiny_tasks):
         assert min(grid["max_epochs"]) >= 50
 
 
-def wav_rms(path: Path) -> float:
-    with wave.open(str(path), "rb") as f:
-        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, 16000)
-        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64) / 32768
-    return float(np.sqrt(np.mean(pcm ** 2)))
-
-
 def test_corpus_manifest_lists_every_clip_deterministically(tmp_path):
     paths = make_corpus(tmp_path / "a", n_clips=4, seconds=1.5, seed=3, speech=False)
     rows = (tmp_path / "a" / "manifest.csv").read_text().splitlines()
     assert rows[0] == "files" and rows[1:] == [str(p.resolve()) for p in paths]
     for path in paths:
-        assert 0.005 < wav_rms(path) < 0.9
-        with wave.open(str(path), "rb") as f:
-            assert f.getnframes() == 24000
+        assert 0.005 < pcm16_rms(path) < 0.9
+        assert wav_header(path) == (1, 2, SAMPLE_RATE, int(1.5 * SAMPLE_RATE))
     again = make_corpus(tmp_path / "b", n_clips=4, seconds=1.5, seed=3, speech=False)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
 
@@ -138,8 +125,8 @@ def test_corpus_speech_follows_espeak(tmp_path, monkeypatch):
         default = make_corpus(tmp_path / "s", n_clips=3, seconds=2.0, seed=3)
         assert default[0].read_bytes() == without[0].read_bytes()  # clip 0 is a scene clip either way
         assert default[2].read_bytes() != without[2].read_bytes()  # clip 2 is spoken words
-        assert wav_rms(default[2]) > 0.02
-    monkeypatch.setattr("hear_atst.tasks.espeak_available", lambda: False)
+        assert pcm16_rms(default[2]) > 0.02
+    monkeypatch.setattr("atst.synthetic.speech.espeak_available", lambda: False)
     fallback = make_corpus(tmp_path / "f", n_clips=3, seconds=2.0, seed=3)
     assert [p.read_bytes() for p in fallback] == [p.read_bytes() for p in without]
     with pytest.raises(RuntimeError, match="espeak-ng"):
