@@ -130,13 +130,16 @@ def load_mono_16k(path: Union[str, Path]) -> Tensor:
 
 
 def write_wav(path: Union[str, Path], audio: Union[np.ndarray, Tensor], sample_rate: int = SAMPLE_RATE) -> Path:
-    """Write mono 16-bit PCM (clipped to [-1, 1]) atomically; `audio` `[N]` float. Returns the path."""
+    """Write mono 16-bit PCM atomically; `audio` `[N]` float in [-1, 1] (clipped), sample = round(x * 32767).
+    Returns the path."""
     from .fileio import atomic_path
 
     data = audio.detach().cpu().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
     if data.ndim != 1:
         raise ValueError(f"write_wav takes mono audio [samples], got shape {tuple(data.shape)}")
+    # rounded here: libsndfile's float -> PCM_16 conversion truncates, biasing every sample by half a step
+    pcm = np.round(np.clip(data.astype(np.float64), -1.0, 1.0) * 32767).astype("<i2")
     path = Path(path)
     with atomic_path(path) as tmp:
-        soundfile.write(str(tmp), np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        soundfile.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
     return path

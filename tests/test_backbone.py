@@ -7,8 +7,9 @@ import torch
 from atst import Backbone, load_checkpoint, load_embedder
 from atst.embedding import clip_window_tokens
 from s3prl_upstream.hubconf import atst_frame
+from conftest import SAMPLE_RATE
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")

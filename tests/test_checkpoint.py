@@ -13,8 +13,9 @@ import torch
 from atst import CheckpointError, describe_checkpoint, export_encoder, load_checkpoint, load_embedder
 from atst.encoder import arch_config
 from atst.synthetic import random_encoder
+from conftest import SAMPLE_RATE
 
-SR = 16000
+SR = SAMPLE_RATE
 MANIFESTS = {
     "atstframe_small_ckpt_manifest.json": ("frame", 384, 6),
     "atstframe_base_ckpt_manifest.json": ("frame", 768, 12),

@@ -12,33 +12,21 @@ import torch
 from atst import load_embedder
 from atst.audio_io import load_mono_16k
 from atst.cli import main
-
-
-def _write_corpus(root):
-    rng = np.random.default_rng(0)
-    (root / "sub").mkdir(parents=True)
-    t16 = np.arange(16000) / 16000
-    soundfile.write(root / "tone16k.wav", (0.3 * np.sin(2 * np.pi * 440 * t16)).astype(np.float32), 16000)
-    t44 = np.arange(int(1.5 * 44100)) / 44100
-    stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t44), 0.1 * rng.standard_normal(len(t44))], axis=1)
-    soundfile.write(root / "sub" / "stereo44k.flac", stereo.astype(np.float32), 44100)
-    soundfile.write(root / "sub" / "noise8k.ogg", (0.1 * rng.standard_normal(8000 * 3)).astype(np.float32), 8000)
-    (root / "notes.txt").write_text("not audio")
-    (root / "sub" / "broken.wav").write_bytes(b"RIFF....garbage")
+from conftest import SAMPLE_RATE, write_mixed_corpus
 
 
 def test_embed_folder_with_mixed_rates_and_channels(tiny_frame_ckpt, tmp_path, capsys):
-    _write_corpus(tmp_path / "audio")
+    clips = write_mixed_corpus(tmp_path / "audio")
     out = tmp_path / "emb"
     code = main(["embed", str(tmp_path / "audio"), "--ckpt", str(tiny_frame_ckpt), "--out", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 1 and "broken.wav: cannot decode audio" in captured.err  # reported, the rest still written
     model = load_embedder(str(tiny_frame_ckpt))
-    for rel, seconds in [("tone16k.wav", 1.0), ("sub/stereo44k.flac", 1.5), ("sub/noise8k.ogg", 3.0)]:
+    for rel, seconds in clips.items():
         scene = np.load(out / f"{rel}.scene.npy")
         tokens = np.load(out / f"{rel}.timestamp_embeddings.npy")
         stamps = np.load(out / f"{rel}.timestamps.npy")
-        frames = int(seconds * 16000) // 160 + 1
+        frames = int(seconds * SAMPLE_RATE) // 160 + 1
         assert scene.shape == (model.scene_embedding_size,) and scene.dtype == np.float32
         assert tokens.shape == (frames // 4, model.timestamp_embedding_size)
         np.testing.assert_array_equal(stamps, np.arange(frames // 4, dtype=np.float32) * 40 + 15)
@@ -53,7 +41,7 @@ def test_stereo_is_downmixed_and_resampled(tmp_path):
     left = 0.5 * np.sin(2 * np.pi * 300 * t)
     soundfile.write(tmp_path / "st.wav", np.stack([left, -left], axis=1).astype(np.float32), 44100)
     wave = load_mono_16k(tmp_path / "st.wav")
-    assert wave.shape == (16000,) and wave.dtype == torch.float32
+    assert wave.shape == (SAMPLE_RATE,) and wave.dtype == torch.float32
     assert wave.abs().max() < 1e-4  # the two channels cancel: averaged, not one channel picked
 
 
@@ -66,7 +54,7 @@ def test_embed_errors_are_clear(tiny_frame_ckpt, tmp_path, capsys):
 
 
 def test_official_mode_and_n_blocks(tiny_frame_ckpt, tmp_path):
-    soundfile.write(tmp_path / "a.wav", np.zeros(16000 * 2, dtype=np.float32) + 0.01, 16000)
+    soundfile.write(tmp_path / "a.wav", np.zeros(SAMPLE_RATE * 2, dtype=np.float32) + 0.01, SAMPLE_RATE)
     out = tmp_path / "emb"
     assert main(["embed", str(tmp_path / "a.wav"), "--ckpt", str(tiny_frame_ckpt), "--out", str(out), "--mode",
                  "official", "--n-blocks", "2", "--quiet"]) == 0

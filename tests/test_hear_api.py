@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import hear_atst
+from conftest import SAMPLE_RATE
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 def test_load_model_contract(tiny_frame_ckpt):

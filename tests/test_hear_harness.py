@@ -18,7 +18,7 @@ from hear_atst import tf_standin
 from hear_atst.compat import lightning as compat_lightning
 from hear_atst.compat import tf as compat_tf
 from hear_atst.launcher import main as launcher_main
-from hear_atst.tasks import make_tasks
+from atst.synthetic import make_tasks
 
 BIN = Path(sys.executable).parent
 # Runs the launcher in a process where any `import tensorflow` fails, as on a machine without TensorFlow.

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from atst import load_embedder
+from conftest import SAMPLE_RATE
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
