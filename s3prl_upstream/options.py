@@ -102,11 +102,16 @@ def _split_pairs(text: str) -> list:
     return parts
 
 
-def _scalar(text: str) -> Any:
+def _scalar(key: str, text: str) -> Any:
     """`key=value` values: YAML scalars (numbers, booleans, lists such as [0, 6, 12])."""
     import yaml
 
-    return yaml.safe_load(text) if text.strip() else ""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"upstream option {key}={text!r} is not a valid value ({reason}); write key=value pairs "
+                         f"separated by commas, numbers as 6, booleans as true/false, lists as [0, 6, 12]") from None
 
 
 def read_model_config(model_config: Union[None, str, os.PathLike, Mapping[str, Any]]) -> UpstreamOptions:
@@ -129,8 +134,10 @@ def read_model_config(model_config: Union[None, str, os.PathLike, Mapping[str, A
                     continue
                 if "=" not in part:
                     raise ValueError(f"upstream model config {text!r}: {part!r} is not key=value")
-                key, value = part.split("=", 1)
-                raw[key.strip()] = _scalar(value)
+                key, value = (piece.strip() for piece in part.split("=", 1))
+                if not key:
+                    raise ValueError(f"upstream model config {text!r}: {part!r} has no option name before '='")
+                raw[key] = _scalar(key, value)
         else:
             raise ValueError(f"upstream model config {text!r} is neither an existing YAML/JSON file nor "
                              f"key=value pairs (e.g. 'window_secs=6,final_norm=true')")

@@ -169,6 +169,7 @@ def test_official_mode_uses_the_padded_batch(tiny_frame_ckpt):
     ("window_secs=12", "window_secs"), ("window_secs=0.05", "multiple of 0.04"), ("mode=fast", "mode must be"),
     ("layers=[13]", "do not exist"), ("final_norm=maybe", "final_norm"), ("colour=red", "unknown upstream option"),
     ("/no/such/file.yaml", "neither an existing YAML/JSON file"),
+    ("layers=[0, 6", r"layers='\[0, 6' is not a valid value .*lists as \[0, 6, 12\]"), ("=6", "no option name"),
 ])
 def test_bad_model_config_is_named(tiny_frame_ckpt, config, message):
     with pytest.raises(ValueError, match=message):
