@@ -38,7 +38,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-DEFAULT_CKPT_DIR = Path(os.environ.get("ATST_BENCH_CKPT_DIR", "/tmp/atst_bench_ckpts"))
+# a per-user cache, not a shared temporary folder; a cached file is reused only after `_trusted_cache` checks it
+DEFAULT_CKPT_DIR = Path(os.environ.get("ATST_BENCH_CKPT_DIR", Path.home() / ".cache" / "hear-atst" / "benchmarks"))
 CHECK_TOL = 1e-4
 
 
@@ -65,34 +66,61 @@ def _reset_peak_rss() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _trusted_cache(path: Path, record: Path, expected: dict) -> bool:
+    """A cached checkpoint is reused only if this user owns it and its record, nobody else can write them, the record
+    describes the wanted file and the file's SHA-256 matches the record."""
+    try:
+        for item in (path, record):
+            info = item.stat()
+            if info.st_uid != os.getuid() or info.st_mode & 0o022 or not item.is_file() or item.is_symlink():
+                return False
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    return saved == {**expected, "sha256": saved.get("sha256")} and saved["sha256"] == _sha256(path)
+
+
 def ensure_checkpoint(ckpt_dir: Path, arch: str, optimizer_state: bool) -> Path:
-    """Write (once) a random-weight official-layout ATST-Frame checkpoint of full size."""
+    """Write (once, atomically) a random-weight official-layout ATST-Frame checkpoint of full size."""
     import torch
+    from atst.fileio import atomic_path, atomic_write_text
     from atst.synthetic import write_official_checkpoint
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"atstframe_{arch}{'_optim' if optimizer_state else ''}.ckpt"
-    if path.exists():
+    record = path.with_name(path.name + ".json")
+    expected = {"format": 1, "arch": arch, "optimizer_state": optimizer_state}
+    if path.exists() and _trusted_cache(path, record, expected):
         return path
-    tmp = path.with_name(path.name + ".part")
-    write_official_checkpoint(tmp, arch=arch, family="frame", seed=0, projector_hidden=4096, projector_out=256)
-    if optimizer_state:
-        checkpoint = torch.load(tmp, weights_only=True)
-        student = [k for k, v in checkpoint["state_dict"].items()
-                   if k.startswith("model.student.") and v.is_floating_point() and "running_" not in k]
-        decayed = [i for i, k in enumerate(student) if checkpoint["state_dict"][k].ndim >= 2]
-        other = [i for i in range(len(student)) if i not in decayed]
-        state = {}
-        for index, key in enumerate(student):
-            value = checkpoint["state_dict"][key]
-            state[index] = {"step": torch.tensor(1000.0), "exp_avg": torch.randn_like(value) * 1e-4,
-                            "exp_avg_sq": torch.rand_like(value) * 1e-8}
-        checkpoint["optimizer_states"] = [{"state": state, "param_groups": [
-            {"params": decayed, "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.04},
-            {"params": other, "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}]}]
-        torch.save(checkpoint, tmp)
-        del checkpoint, state
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_official_checkpoint(tmp, arch=arch, family="frame", seed=0, projector_hidden=4096, projector_out=256)
+        if optimizer_state:
+            checkpoint = torch.load(tmp, weights_only=True)
+            student = [k for k, v in checkpoint["state_dict"].items()
+                       if k.startswith("model.student.") and v.is_floating_point() and "running_" not in k]
+            decayed = [i for i, k in enumerate(student) if checkpoint["state_dict"][k].ndim >= 2]
+            other = [i for i in range(len(student)) if i not in decayed]
+            state = {}
+            for index, key in enumerate(student):
+                value = checkpoint["state_dict"][key]
+                state[index] = {"step": torch.tensor(1000.0), "exp_avg": torch.randn_like(value) * 1e-4,
+                                "exp_avg_sq": torch.rand_like(value) * 1e-8}
+            checkpoint["optimizer_states"] = [{"state": state, "param_groups": [
+                {"params": decayed, "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.04},
+                {"params": other, "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0}]}]
+            torch.save(checkpoint, tmp)
+            del checkpoint, state
+    atomic_write_text(record, json.dumps({**expected, "sha256": _sha256(path)}))
     return path
 
 
