@@ -1,7 +1,7 @@
 """Read every ATST checkpoint family, infer the encoder config from tensor shapes, and export encoders.
 
 Checkpoints are untrusted input: they are read with `torch.load(weights_only=True)` (or safetensors), so no
-arbitrary object is ever unpickled. Families (design.md):
+arbitrary object is ever unpickled. Families:
 
 * official ATST-Frame / ATST-Clip Lightning `.ckpt` and this project's pre-training checkpoints
   (`state_dict` with `model.{teacher,student}.encoder.*`);

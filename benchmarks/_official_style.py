@@ -1,5 +1,5 @@
-"""An official-style baseline for the embedding benchmark (written from the description in
-shared/docs/atst_spec.md sections 2, 3 and 10; no code of the official repository is used).
+"""An official-style baseline for the embedding benchmark (written from a description of the official front end,
+encoder and embedding code; no code of the official repository is used).
 
 It reproduces the *computation pattern* of `audiossl.methods.atstframe.embedding`, not just its numbers:
 

@@ -1,5 +1,6 @@
-"""The dependency rule of design.md, checked on the source: doors import `atst`, never each other; `atst` imports
-no door; Lightning lives in `atst.training` (and the doors that train); harness packages only in their door."""
+"""The dependency rule (docs/architecture.md), checked on the source: doors import `atst`, never each other;
+`atst` imports no door; Lightning lives in `atst.training` (and the doors that train); harness packages only in
+the door that serves them."""
 from __future__ import annotations
 
 import ast
