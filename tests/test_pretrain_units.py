@@ -99,6 +99,27 @@ def test_parameter_groups_are_the_official_ones(tiny_model):
     assert (len(decay["params"]), len(no_decay["params"])) == (55, 91)
 
 
+def test_optimizer_is_the_official_adamw():
+    # atst_spec 6.6: AdamW, betas (0.9, 0.999), eps 1e-6 (transformers' default), the student only, group 0 (55
+    # tensors) weight-decayed by the schedule (0.04 at step 0), group 1 (91 tensors) never
+    from pretrain.module import TeacherStudentPretrain
+
+    args = build_parser().parse_args(["--data_path", "x", "--save_path", "y", "--arch", "tiny", "--nproc", "1",
+                                      "--accelerator", "cpu", "--projector_hidden", "64", "--max_steps", "100",
+                                      "--warmup_steps", "10"])
+    module = TeacherStudentPretrain(**hyper_parameters(args, check_args(args)))
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decay, no_decay = optimizer.param_groups
+    for group in (decay, no_decay):
+        assert group["betas"] == (0.9, 0.999) and group["eps"] == 1e-6
+        assert group["lr"] == pytest.approx(4e-4)  # 4e-4 per 256 x 1 device x 256 clips / 256
+    assert (len(decay["params"]), len(no_decay["params"])) == (55, 91)
+    assert decay["weight_decay"] == pytest.approx(0.04) and no_decay["weight_decay"] == 0.0
+    student = {id(p) for p in module.model.student.parameters()}
+    assert all(id(p) in student for group in (decay, no_decay) for p in group["params"])
+
+
 def test_ema_update_moves_teacher_towards_student():
     model = FrameATST(TINY, hidden=64, out_dim=16)
     with torch.no_grad():
