@@ -231,6 +231,14 @@ def test_view_maker_shapes_and_shared_mask():
     assert sample["mask"][:8].any() and not sample["mask"][8:].any()
 
 
+def test_min_mask_len_sets_the_minimum_number_of_spans():
+    # --min_mask_len was parsed but ignored; 25 tokens, ratio 0.05, spans of 1: int(1.25 + u) < 5 spans drawn
+    wave, valid = _crops(1)[0]
+    for minimum in (2, 5):
+        views = ViewMaker(anchor_len=1.0, mask_type="block", mask_ratio=0.05, mask_len=1, min_mask_len=minimum)
+        assert int(views(wave, valid)["mask"].sum()) == minimum
+
+
 @pytest.mark.parametrize("mix_up, freq_wrap", [(True, True), (True, False), (False, True)])
 def test_student_view_is_augmented_only_when_aug_stu_is_on(mix_up, freq_wrap):
     # fails when StudentAugment (or either of its parts) is replaced by the identity

@@ -79,13 +79,13 @@ class ViewMaker:
     """
 
     def __init__(self, anchor_len: float, n_mels: int = 64, win_length: int = 1024, patch_w: int = 4,
-                 mask_type: str = "block", mask_ratio: float = 0.65, mask_len: int = 5,
+                 mask_type: str = "block", mask_ratio: float = 0.65, mask_len: int = 5, min_mask_len: int = 2,
                  aug_tea: bool = False, aug_stu: bool = True, mix_up: bool = True, freq_wrap: bool = True,
                  mixup_bank: int = 2000) -> None:
         self.anchor_len = anchor_len
         self.frontend = LogMelFrontend(FrontendConfig(n_mels=n_mels, win_length=win_length))
         self.patch_w = patch_w
-        self.mask_args = dict(mask_type=mask_type, mask_ratio=mask_ratio, mask_len=mask_len)
+        self.mask_args = dict(mask_type=mask_type, mask_ratio=mask_ratio, mask_len=mask_len, min_masks=min_mask_len)
         self.aug_tea = StudentAugment(mix_up, freq_wrap, mixup_bank) if aug_tea else None
         self.aug_stu = StudentAugment(mix_up, freq_wrap, mixup_bank) if aug_stu else None
         config = self.frontend.config
@@ -144,6 +144,8 @@ class FrameMethod(PretrainMethod):
         a("--mixup_bank", type=int, default=2000, help="Mixup memory-bank size per data-loader worker")
 
     def check(self, args: argparse.Namespace) -> None:
+        if args.min_mask_len < 0:
+            raise ValueError(f"--min_mask_len (minimum number of mask spans) must be >= 0, got {args.min_mask_len}")
         if not 0.0 < args.mask_ratio < 1.0 or args.mask_len < 1:
             raise ValueError(f"--mask_ratio must lie in (0, 1) and --mask_len >= 1, got {args.mask_ratio} / "
                              f"{args.mask_len}")
@@ -165,8 +167,9 @@ class FrameMethod(PretrainMethod):
     def sample_maker(self, hp: Mapping[str, Any]) -> ViewMaker:
         return ViewMaker(anchor_len=hp["anchor_len"], n_mels=hp["n_mels"], win_length=hp["win_length"],
                          patch_w=hp["patch_w"], mask_type=hp["mask_type"], mask_ratio=hp["mask_ratio"],
-                         mask_len=hp["mask_len"], aug_tea=hp["aug_tea"], aug_stu=hp["aug_stu"],
-                         mix_up=hp["mix_up"], freq_wrap=hp["freq_wrap"], mixup_bank=hp["mixup_bank"])
+                         mask_len=hp["mask_len"], min_mask_len=hp["min_mask_len"], aug_tea=hp["aug_tea"],
+                         aug_stu=hp["aug_stu"], mix_up=hp["mix_up"], freq_wrap=hp["freq_wrap"],
+                         mixup_bank=hp["mixup_bank"])
 
     def describe(self, hp: Mapping[str, Any]) -> str:
         return f"clips of {hp['anchor_len']} s"
