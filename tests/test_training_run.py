@@ -193,13 +193,17 @@ def test_smoothing_is_a_debiased_running_average():
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
+class Opaque:
+    """An object a weights_only load must refuse (no allow-list names it)."""
+
+
 def test_checkpoints_are_written_atomically_and_read_weights_only(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "sub" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "global_step": 3}, path)
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(2))
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
-    torch.save({"obj": argparse.Namespace(a=1)}, tmp_path / "evil.ckpt")  # arbitrary objects are refused
+    torch.save({"obj": Opaque()}, tmp_path / "evil.ckpt")  # arbitrary objects are refused
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         read_checkpoint(tmp_path / "evil.ckpt")
     with pytest.raises(FileNotFoundError, match="not found"):
