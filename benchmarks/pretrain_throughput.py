@@ -15,9 +15,12 @@ import time
 import torch
 
 from atst.encoder import arch_config
+from atst.frontend import FrontendConfig
+from atst.training.heads import PROJECTOR_HIDDEN, PROJECTOR_OUT
+from atst.training.optim import official_adamw
+from atst.training.schedules import ema_momentum, weight_decay
 from pretrain.masking import batch_masks
-from pretrain.model import FrameATST, parameter_groups
-from pretrain.schedules import ema_momentum
+from pretrain.methods.frame import FrameATST
 
 
 def encoder_forward_flops(arch: str, tokens: int) -> float:
@@ -25,7 +28,7 @@ def encoder_forward_flops(arch: str, tokens: int) -> float:
     cfg = arch_config(arch)
     d, h = cfg.embed_dim, cfg.mlp_hidden_dim
     per_block = 2 * tokens * (4 * d * d + 2 * d * h) + 2 * 2 * tokens * tokens * d
-    return cfg.depth * per_block + 2 * tokens * 256 * d
+    return cfg.depth * per_block + 2 * tokens * cfg.patch_h * cfg.patch_w * d
 
 
 def step_flops(arch: str, batch: int, tokens: int, masked: float) -> float:
@@ -33,7 +36,8 @@ def step_flops(arch: str, batch: int, tokens: int, masked: float) -> float:
     cfg = arch_config(arch)
     encoder = encoder_forward_flops(arch, tokens) * 2 * batch * 4
     rows = 2 * batch * masked
-    heads = 2 * rows * (cfg.embed_dim * 4096 + 4096 * 256) * 4 + 2 * rows * (256 * 4096 * 2) * 3
+    hidden, out = PROJECTOR_HIDDEN, PROJECTOR_OUT
+    heads = 2 * rows * (cfg.embed_dim * hidden + hidden * out) * 4 + 2 * rows * (out * hidden * 2) * 3
     return encoder + heads
 
 
@@ -54,11 +58,12 @@ def matmul_peak(device: str, dtype: torch.dtype, size: int = 2048, repeats: int 
 def bench(arch: str, device: str, batch: int, steps: int, anchor_len: float, bf16: bool) -> dict:
     torch.manual_seed(0)
     model = FrameATST(arch_config(arch, drop_path_rate=0.1)).to(device).train()
-    optimizer = torch.optim.AdamW(parameter_groups(model.student), lr=1e-4)
-    frames = int(anchor_len * 100) + 1
-    tokens = frames // 4
-    mel_t = torch.randn(batch, 64, frames, device=device)
-    mel_s = torch.randn(batch, 64, frames, device=device)
+    optimizer = official_adamw(model.student, lr=1e-4, weight_decay=weight_decay(0, 1000))
+    frontend, config = FrontendConfig(), arch_config(arch)
+    frames = int(round(anchor_len * frontend.sample_rate)) // frontend.hop_length + 1
+    tokens = frames // config.patch_w
+    mel_t = torch.randn(batch, config.n_mels, frames, device=device)
+    mel_s = torch.randn(batch, config.n_mels, frames, device=device)
     valid = torch.full((batch,), tokens)
     mask = batch_masks(valid, tokens, "block", 0.65, 5, torch.Generator().manual_seed(0)).to(device)
     valid = valid.to(device)

@@ -1,14 +1,12 @@
-"""ATST-Frame teacher-student pre-training (the official recipe) on PyTorch Lightning with DDP.
+"""Teacher-student pre-training of ATST encoders on PyTorch Lightning with DDP: `--method frame` (ATST-Frame, the
+official recipe; the default).
 
-Modules, one job each:
-  masking     block / random token masks (no fairseq)
-  schedules   LR (warm-up + cosine), weight decay (cosine 0.04 -> 0.4), EMA momentum (cosine ema -> 1)
-  augment     Mixup with a memory bank, frequency RandomResizeCrop
-  data        corpus discovery (folder, CSV/TSV manifest, WebDataset tar shards), decoding, crops, views
-  heads       projector / predictor MLPs with a batch norm synchronised across ranks (works on gloo too)
-  model       student / teacher networks, the symmetric BYOL loss on masked tokens, the EMA update
-  module      the LightningModule (optimizer groups, schedules, std statistics, collapse warning)
-  checkpoint  atomic checkpoint writing, weights_only loading, resume checks
-  plot        loss-curve PNG from the CSV logs
-  cli         `atst-pretrain` / `python -m pretrain`
+Modules, one job each (the shared training kit is `atst.training`):
+  cli              `atst-pretrain` / `python -m pretrain`: the official flags, `--method`, the run flags
+  methods          the registry of methods; `methods.frame` is the ATST-Frame recipe (views, masked-token BYOL)
+  teacher_student  student / EMA teacher networks, the BYOL loss
+  module           the LightningModule every method trains with (optimizer groups, schedules, EMA, statistics)
+  datamodule       the corpus as a data loader of a method's samples
+  masking          block / random token masks (no fairseq)
+  augment          Mixup with a memory bank, frequency RandomResizeCrop
 """

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pretrain.heads import GlobalBatchNorm1d
+from atst.training.distributed import GlobalBatchNorm1d
 
 pytestmark = pytest.mark.slow
 ROWS = (5, 9)  # a different number of rows per rank, as with masked tokens

@@ -1,24 +1,22 @@
-"""Unit tests of the pre-training pieces: masking, schedules, EMA, parameter groups, loss, augmentations, data."""
+"""Unit tests of the pre-training door: masking, the ATST-Frame networks and loss, augmentations, views, flags.
+
+The shared training kit (schedules, optimizer groups, corpus, curves, run config) is tested in tests/test_training_*.py.
+"""
 from __future__ import annotations
 
-import io
 import math
-import tarfile
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from atst.encoder import arch_config
+from atst.training.optim import parameter_groups
 from pretrain.augment import Mixup, RandomResizeCrop, StudentAugment
-from pretrain.cli import build_parser, check_args, fill_topology, hyper_parameters, launcher_topology
-from pretrain.data import (AudioDecodeError, ShardDataset, ViewMaker, collate, decode_crop, expand_braces,
-                           resolve_corpus, take_subset)
+from pretrain.cli import build_parser, check_args, hyper_parameters
 from pretrain.masking import block_mask, make_mask, random_mask
-from pretrain.model import FrameATST, byol_loss, parameter_groups
-from pretrain.plot import plot_curves, read_metrics
-from pretrain.schedules import FINAL_LR, ema_momentum, learning_rate, weight_decay
+from pretrain.methods.frame import FrameATST, ViewMaker
+from pretrain.teacher_student import byol_loss
 
 TINY = arch_config("tiny")
 
@@ -71,36 +69,6 @@ def test_mask_bad_arguments_raise():
         make_mask(10, 11, "block", 0.5, 2)
 
 
-# ----------------------------------------------------------------------------------------------- schedules
-def test_learning_rate_warmup_endpoints_and_cosine():
-    lr, warm, total = 1e-3, 10, 100
-    assert learning_rate(0, lr, warm, total) == 0.0
-    assert learning_rate(warm - 1, lr, warm, total) == pytest.approx(lr)
-    assert learning_rate(warm, lr, warm, total) == pytest.approx(lr)  # first cosine step (i = 0)
-    values = [learning_rate(s, lr, warm, total) for s in range(warm, total + 1)]
-    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay
-    mid = warm + (total - warm) // 2
-    assert learning_rate(mid, lr, warm, total) == pytest.approx(FINAL_LR + 0.5 * (lr - FINAL_LR))
-    assert learning_rate(total, lr, warm, total) == pytest.approx(FINAL_LR)
-    assert learning_rate(total + 5, lr, warm, total) == pytest.approx(FINAL_LR)  # clamped, not an error
-
-
-def test_weight_decay_cosine_end_points():
-    assert weight_decay(0, 100) == pytest.approx(0.04)
-    assert weight_decay(50, 100) == pytest.approx(0.22)
-    assert weight_decay(100, 100) == pytest.approx(0.4)
-
-
-def test_ema_schedule_defined_on_every_step_within_bounds():
-    total, base = 37, 0.996
-    values = [ema_momentum(step, base, total) for step in range(total + 1)]  # includes step == max_steps
-    assert values[0] == pytest.approx(base) and values[-1] == pytest.approx(1.0)
-    assert all(base - 1e-12 <= v <= 1.0 for v in values)
-    assert all(a <= b for a, b in zip(values, values[1:]))
-    with pytest.raises(ValueError):
-        ema_momentum(-1, base, total)
-
-
 # --------------------------------------------------------------------------------------------------- model
 @pytest.fixture(scope="module")
 def tiny_model():
@@ -129,6 +97,27 @@ def test_parameter_groups_are_the_official_ones(tiny_model):
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
     # tiny has the same tensor counts as small/base: 55 decayed, 91 not (spec 5)
     assert (len(decay["params"]), len(no_decay["params"])) == (55, 91)
+
+
+def test_optimizer_is_the_official_adamw():
+    # atst_spec 6.6: AdamW, betas (0.9, 0.999), eps 1e-6 (transformers' default), the student only, group 0 (55
+    # tensors) weight-decayed by the schedule (0.04 at step 0), group 1 (91 tensors) never
+    from pretrain.module import TeacherStudentPretrain
+
+    args = build_parser().parse_args(["--data_path", "x", "--save_path", "y", "--arch", "tiny", "--nproc", "1",
+                                      "--accelerator", "cpu", "--projector_hidden", "64", "--max_steps", "100",
+                                      "--warmup_steps", "10"])
+    module = TeacherStudentPretrain(**hyper_parameters(args, check_args(args)))
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decay, no_decay = optimizer.param_groups
+    for group in (decay, no_decay):
+        assert group["betas"] == (0.9, 0.999) and group["eps"] == 1e-6
+        assert group["lr"] == pytest.approx(4e-4)  # 4e-4 per 256 x 1 device x 256 clips / 256
+    assert (len(decay["params"]), len(no_decay["params"])) == (55, 91)
+    assert decay["weight_decay"] == pytest.approx(0.04) and no_decay["weight_decay"] == 0.0
+    student = {id(p) for p in module.model.student.parameters()}
+    assert all(id(p) in student for group in (decay, no_decay) for p in group["params"])
 
 
 def test_ema_update_moves_teacher_towards_student():
@@ -225,91 +214,82 @@ def test_student_augment_shape():
         assert aug(torch.rand(64, 201)).shape == (64, 201)
 
 
-# ---------------------------------------------------------------------------------------------------- data
-def _wav_bytes(seconds: float, rate: int, channels: int = 1) -> bytes:
-    rng = np.random.default_rng(0)
-    buffer = io.BytesIO()
-    sf.write(buffer, (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32), rate,
-             format="WAV")
-    return buffer.getvalue()
+# --------------------------------------------------------------------------------------------------- views
+def _crops(count: int, seconds: float = 1.0) -> list[tuple[torch.Tensor, int]]:
+    """Distinct harmonic 16 kHz crops (wave, valid samples)."""
+    t = torch.arange(int(seconds * 16000)) / 16000
+    return [(0.3 * torch.sin(2 * math.pi * (200 + 90 * i) * t) * (1 + torch.sin(2 * math.pi * (1 + i) * t)), t.numel())
+            for i in range(count)]
 
 
-def test_decode_crop_resamples_downmixes_and_pads(tmp_path):
-    path = tmp_path / "stereo.wav"
-    path.write_bytes(_wav_bytes(0.5, 44100, channels=2))
-    wave, valid = decode_crop(str(path), 2.0)
-    assert wave.shape == (32000,) and wave.dtype == torch.float32
-    assert abs(valid - 8000) <= 2 and float(wave[valid:].abs().max()) == 0.0
-    long = tmp_path / "long.wav"
-    long.write_bytes(_wav_bytes(5.0, 22050))
-    wave, valid = decode_crop(str(long), 2.0)
-    assert wave.shape == (32000,) and valid == 32000
-    bad = tmp_path / "bad.wav"
-    bad.write_bytes(b"RIFF not really")
-    with pytest.raises(AudioDecodeError, match="bad.wav"):
-        decode_crop(str(bad), 2.0)
-
-
-def test_resolve_corpus_kinds(tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/x.wav", "a/b/y.flac"):
-        (tmp_path / name).write_bytes(_wav_bytes(0.2, 16000))
-    corpus = resolve_corpus(tmp_path)
-    assert corpus.kind == "files" and len(corpus.items) == 2
-    manifest = tmp_path / "list.csv"
-    manifest.write_text("path,label\na/x.wav,1\na/b/y.flac,0\n")
-    assert resolve_corpus(manifest).items == (str(tmp_path / "a/x.wav"), str(tmp_path / "a/b/y.flac"))
-    tsv = tmp_path / "list.tsv"
-    tsv.write_text(f"{tmp_path / 'a/x.wav'}\t3.0\n")
-    assert resolve_corpus(tsv).items == (str(tmp_path / "a/x.wav"),)
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    for i in range(3):
-        with tarfile.open(shards / f"{i:06d}.tar", "w"):
-            pass
-    corpus = resolve_corpus(str(shards / "{000000..000002}.tar"))
-    assert corpus.kind == "shards" and len(corpus.items) == 3
-    with pytest.raises(FileNotFoundError, match="do not exist"):
-        resolve_corpus(str(shards / "{000000..000009}.tar"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_corpus(tmp_path / "nope")
-    assert expand_braces("s/{08..10}.tar") == ["s/08.tar", "s/09.tar", "s/10.tar"]
-
-
-def test_subset_is_fixed_and_sized():
-    items = tuple(f"f{i}" for i in range(100))
-    assert take_subset(items, 10) == take_subset(items, 10) and len(take_subset(items, 10)) == 10
-    assert take_subset(items, 0) == items
-
-
-def test_shard_stream_splits_consumers_and_skips_corrupt_members(tmp_path):
-    shard = tmp_path / "000000.tar"
-    with tarfile.open(shard, "w") as archive:
-        for i in range(6):
-            payload = _wav_bytes(0.3, 8000) if i != 2 else b"garbage"
-            info = tarfile.TarInfo(f"clip{i}.wav")
-            info.size = len(payload)
-            archive.addfile(info, io.BytesIO(payload))
+def test_view_maker_shapes_and_shared_mask():
     views = ViewMaker(anchor_len=1.0, mask_len=2)
-    seen = []
-    for rank in range(2):
-        stream = iter(ShardDataset((str(shard),), views, rank=rank, world_size=2, shuffle_buffer=1))
-        samples = [next(stream) for _ in range(4)]
-        seen.append(samples)
-        batch = collate(samples)
-        assert batch["mel_t"].shape == (4, 64, 101) and batch["mask"].shape == (4, 25)
-        assert bool((batch["valid_tokens"] <= 25).all())
-    skipped = [p for samples in seen for s in samples for p in s["skipped"]]
-    assert skipped and all(p.endswith("clip2.wav") for p in skipped)
+    wave, _ = _crops(1)[0]
+    sample = views(wave, 5000)  # 5000 samples hold ceil(5000 / 640) = 8 tokens of audio
+    assert sample["mel_t"].shape == sample["mel_s"].shape == (64, 101)
+    assert sample["mask"].shape == (25,) and sample["valid_tokens"] == 8
+    assert sample["mask"][:8].any() and not sample["mask"][8:].any()
+
+
+def test_min_mask_len_sets_the_minimum_number_of_spans():
+    # --min_mask_len was parsed but ignored; 25 tokens, ratio 0.05, spans of 1: int(1.25 + u) < 5 spans drawn
+    wave, valid = _crops(1)[0]
+    for minimum in (2, 5):
+        views = ViewMaker(anchor_len=1.0, mask_type="block", mask_ratio=0.05, mask_len=1, min_mask_len=minimum)
+        assert int(views(wave, valid)["mask"].sum()) == minimum
+
+
+@pytest.mark.parametrize("mix_up, freq_wrap", [(True, True), (True, False), (False, True)])
+def test_student_view_is_augmented_only_when_aug_stu_is_on(mix_up, freq_wrap):
+    # fails when StudentAugment (or either of its parts) is replaced by the identity
+    torch.manual_seed(0)
+    crops = _crops(12)
+    on = ViewMaker(anchor_len=1.0, mask_len=2, aug_stu=True, mix_up=mix_up, freq_wrap=freq_wrap)
+    off = ViewMaker(anchor_len=1.0, mask_len=2, aug_stu=False, mix_up=mix_up, freq_wrap=freq_wrap)
+    changed = 0
+    for wave, valid in crops:
+        a, b = on(wave, valid), off(wave, valid)
+        torch.testing.assert_close(a["mel_t"], b["mel_t"])  # the teacher view is the plain log-mel (aug_tea off)
+        assert torch.equal(b["mel_s"], b["mel_t"])  # no augmentation: the student view equals the teacher view
+        assert a["mel_s"].shape == a["mel_t"].shape and torch.isfinite(a["mel_s"]).all()
+        changed += not torch.allclose(a["mel_s"], a["mel_t"], atol=1e-4)
+    # Mixup changes every view once its bank holds an earlier input; the frequency crop changes ~44 % of them
+    assert changed >= (len(crops) - 1 if mix_up else 2)
+
+
+def test_teacher_view_is_augmented_when_aug_tea_is_on():
+    torch.manual_seed(0)
+    views = ViewMaker(anchor_len=1.0, mask_len=2, aug_tea=True, aug_stu=False)
+    plain = ViewMaker(anchor_len=1.0, mask_len=2, aug_stu=False)
+    crops = _crops(4)
+    changed = sum(not torch.allclose(views(w, v)["mel_t"], plain(w, v)["mel_t"], atol=1e-4) for w, v in crops)
+    assert changed >= 3
 
 
 # ------------------------------------------------------------------------------------------------ cli/plot
+def test_method_flag_defaults_to_frame_and_is_stored():
+    args = build_parser().parse_args(["--data_path", "x", "--save_path", "y"])
+    hp = hyper_parameters(args, check_args(args))
+    assert hp["method"] == "frame"
+    # the README small recipe is the frame method's default
+    assert (hp["batch_size_per_gpu"], hp["warmup_steps"], hp["max_steps"], hp["ema"], hp["subset"],
+            hp["learning_rate_per_256"]) == (256, 1950, 58500, 0.997, 200000, 4e-4)
+    assert build_parser().parse_args(["--method", "frame", "--data_path", "x", "--save_path", "y"]).method == "frame"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--method", "nope", "--data_path", "x", "--save_path", "y"])
+
+
+def test_boolean_flags_reject_other_words():
+    parser = build_parser()
+    assert parser.parse_args(["--data_path", "x", "--save_path", "y", "--aug_stu", "off"]).aug_stu is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data_path", "x", "--save_path", "y", "--aug_stu", "maybe"])
+
+
 def test_cli_scales_lr_and_stores_every_flag():
     args = build_parser().parse_args(["--data_path", "x", "--save_path", "y", "--nproc", "4",
                                       "--batch_size_per_gpu", "256", "--learning_rate", "4e-4"])
-    fill_topology(args)
-    check_args(args)
-    hp = hyper_parameters(args)
+    hp = hyper_parameters(args, check_args(args))
     assert hp["learning_rate"] == pytest.approx(0.0016) and hp["spec_h"] == 64
     for key in ("arch", "warmup_steps", "max_steps", "ema", "subset", "patch_h", "patch_w", "pos_type", "mask_type",
                 "mask_ratio", "mask_len", "symmetric", "n_mels", "anchor_len", "aug_tea", "aug_stu", "seed"):
@@ -324,25 +304,5 @@ def test_cli_scales_lr_and_stores_every_flag():
 ])
 def test_cli_rejects_bad_flags(flags, message):
     args = build_parser().parse_args(["--data_path", "x", "--save_path", "y", *flags])
-    fill_topology(args)
     with pytest.raises(SystemExit, match=message):
         check_args(args)
-
-
-def test_plot_merges_versions(tmp_path):
-    for version, rows in enumerate([[(0, 2.0), (1, 1.8)], [(1, 1.7), (2, 1.5)]]):
-        folder = tmp_path / "csv_logs" / f"version_{version}"
-        folder.mkdir(parents=True)
-        (folder / "metrics.csv").write_text("loss,step\n" + "".join(f"{v},{s}\n" for s, v in rows))
-    metrics = read_metrics(tmp_path)
-    assert metrics["loss"] == [(0, 2.0), (1, 1.7), (2, 1.5)]
-    png = plot_curves(tmp_path, tmp_path / "c.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(FileNotFoundError):
-        read_metrics(tmp_path / "empty")
-
-
-def test_topology_comes_from_torchrun_or_slurm():
-    assert launcher_topology({}) == (1, 1)
-    assert launcher_topology({"LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "16"}) == (4, 4)
-    assert launcher_topology({"SLURM_NTASKS_PER_NODE": "8(x2)", "SLURM_NNODES": "2"}) == (8, 2)

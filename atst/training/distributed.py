@@ -1,26 +1,23 @@
-"""Projector / predictor MLPs of the official recipe, with a batch norm synchronised across ranks.
+"""Process-group helpers that work on every backend (gloo on CPU, NCCL on GPU) and outside a distributed run.
 
-Layout (state-dict keys as in the official checkpoints): `0` Linear(in -> hidden, no bias), `1` BatchNorm1d(hidden),
-`2` ReLU, `3` Linear(hidden -> out, no bias).
-
-`GlobalBatchNorm1d` replaces `torch.nn.SyncBatchNorm` (what the official run gets from Lightning's
+`GlobalBatchNorm1d` replaces `torch.nn.SyncBatchNorm` (what the official runs get from Lightning's
 `sync_batchnorm=True`): torch's SyncBatchNorm refuses CPU tensors, so a CPU (gloo) DDP run could not use it. This
 module all-reduces per-feature count / sum / sum of squares with the autograd-aware
-`torch.distributed.nn.functional.all_reduce`, which works on every backend (gloo, nccl) and with a different
-number of rows per rank (the masked-token count varies). Outside a multi-process run it is a plain BatchNorm1d.
+`torch.distributed.nn.functional.all_reduce`, which works on every backend and with a different number of rows
+per rank (the masked-token count varies). Outside a multi-process run it is a plain BatchNorm1d.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PROJECTOR_HIDDEN = 4096
-PROJECTOR_OUT = 256
 
-
-def _distributed() -> bool:
+def is_distributed() -> bool:
+    """Whether a process group of more than one process is running."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -28,7 +25,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over `[N, C]` whose training statistics cover the rows of all ranks."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and _distributed()):
+        if not (self.training and is_distributed()):
             return super().forward(x)
         if x.ndim != 2:
             raise ValueError(f"GlobalBatchNorm1d expects [rows, features], got {tuple(x.shape)}")
@@ -53,16 +50,28 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         return out.to(x.dtype)
 
 
-def build_mlp(in_dim: int, hidden: int = PROJECTOR_HIDDEN, out_dim: int = PROJECTOR_OUT) -> nn.Sequential:
-    """Linear(no bias) -> BN -> ReLU -> Linear(no bias): `[N, in_dim]` -> `[N, out_dim]`."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden, bias=False),
-        GlobalBatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, out_dim, bias=False),
-    )
+def global_std(embeddings: Tensor) -> Tensor:
+    """Mean over features of the std over rows of the L2-normalised `[N, d]` embeddings, rows of all ranks.
+
+    About 1/sqrt(d) (0.0625 for d = 256) for well-spread embeddings, 0 for collapsed ones. Works on any device
+    and backend (the official statistic needed CUDA). Returns a scalar float32 tensor.
+    """
+    z = F.normalize(embeddings.detach().float(), dim=-1)
+    count = torch.full((1,), float(z.shape[0]), device=z.device)
+    stats = torch.cat([count, z.sum(0), (z * z).sum(0)])
+    if is_distributed():
+        dist.all_reduce(stats)
+    n = stats[0]
+    d = z.shape[1]
+    mean = stats[1 : 1 + d] / n.clamp_min(1.0)
+    var = (stats[1 + d :] / n.clamp_min(1.0) - mean * mean).clamp_min(0.0) * n / (n - 1.0).clamp_min(1.0)
+    return var.sqrt().mean()
 
 
-def plain_batch_norm_equivalent(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-    """Reference: what a single-process BatchNorm1d in training mode computes on `x` (used by tests)."""
-    return F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+def gather_objects(value: Any) -> list[Any]:
+    """`[value of rank 0, value of rank 1, ...]` (a collective call under DDP; `[value]` outside one)."""
+    if not is_distributed():
+        return [value]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, value)
+    return parts

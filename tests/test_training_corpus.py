@@ -1,0 +1,148 @@
+"""The training kit's corpus: discovery (folders, manifests, shards), the fixed random subset, decoding of random
+crops, the map-style and streaming datasets and their collate."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from atst.audio_io import AudioDecodeError, read_crop
+from atst.training.corpus import expand_braces, resolve_corpus, take_subset
+from atst.training.corpus_datasets import FileDataset, ShardDataset, collate
+from pretrain.methods.frame import ViewMaker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wav_bytes(seconds: float, rate: int, channels: int = 1) -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32), rate,
+             format="WAV")
+    return buffer.getvalue()
+
+
+def test_decode_crop_resamples_downmixes_and_pads(tmp_path):
+    path = tmp_path / "stereo.wav"
+    path.write_bytes(_wav_bytes(0.5, 44100, channels=2))
+    wave, valid = read_crop(str(path), 2.0)
+    assert wave.shape == (32000,) and wave.dtype == torch.float32
+    assert abs(valid - 8000) <= 2 and float(wave[valid:].abs().max()) == 0.0
+    long = tmp_path / "long.wav"
+    long.write_bytes(_wav_bytes(5.0, 22050))
+    wave, valid = read_crop(str(long), 2.0)
+    assert wave.shape == (32000,) and valid == 32000
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really")
+    with pytest.raises(AudioDecodeError, match="bad.wav"):
+        read_crop(str(bad), 2.0)
+
+
+def test_resolve_corpus_kinds(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.wav", "a/b/y.flac"):
+        (tmp_path / name).write_bytes(_wav_bytes(0.2, 16000))
+    corpus = resolve_corpus(tmp_path)
+    assert corpus.kind == "files" and len(corpus.items) == 2
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label\na/x.wav,1\na/b/y.flac,0\n")
+    assert resolve_corpus(manifest).items == (str(tmp_path / "a/x.wav"), str(tmp_path / "a/b/y.flac"))
+    tsv = tmp_path / "list.tsv"
+    tsv.write_text(f"{tmp_path / 'a/x.wav'}\t3.0\n")
+    assert resolve_corpus(tsv).items == (str(tmp_path / "a/x.wav"),)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(3):
+        with tarfile.open(shards / f"{i:06d}.tar", "w"):
+            pass
+    corpus = resolve_corpus(str(shards / "{000000..000002}.tar"))
+    assert corpus.kind == "shards" and len(corpus.items) == 3
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        resolve_corpus(str(shards / "{000000..000009}.tar"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_corpus(tmp_path / "nope")
+    assert expand_braces("s/{08..10}.tar") == ["s/08.tar", "s/09.tar", "s/10.tar"]
+
+
+def test_subset_is_fixed_and_sized():
+    items = tuple(f"f{i}" for i in range(100))
+    assert take_subset(items, 10) == take_subset(items, 10) and len(take_subset(items, 10)) == 10
+    assert take_subset(items, 0) == items
+
+
+def test_shard_stream_splits_consumers_and_skips_corrupt_members(tmp_path):
+    shard = tmp_path / "000000.tar"
+    with tarfile.open(shard, "w") as archive:
+        for i in range(6):
+            payload = _wav_bytes(0.3, 8000) if i != 2 else b"garbage"
+            info = tarfile.TarInfo(f"clip{i}.wav")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    views = ViewMaker(anchor_len=1.0, mask_len=2)
+    seen = []
+    for rank in range(2):
+        stream = iter(ShardDataset((str(shard),), views, rank=rank, world_size=2, shuffle_buffer=1))
+        samples = [next(stream) for _ in range(4)]
+        seen.append(samples)
+        batch = collate(samples)
+        assert batch["mel_t"].shape == (4, 64, 101) and batch["mask"].shape == (4, 25)
+        assert bool((batch["valid_tokens"] <= 25).all())
+    skipped = [p for samples in seen for s in samples for p in s["skipped"]]
+    assert skipped and all(p.endswith("clip2.wav") for p in skipped)
+
+
+def test_subset_is_a_random_spread_not_a_prefix():
+    # fails when the random subset is replaced by the first k items
+    items = tuple(f"clip{i:04d}.wav" for i in range(1000))
+    chosen = take_subset(items, 100)
+    assert chosen != items[:100] and len(set(chosen)) == 100 and set(chosen) <= set(items)
+    positions = [items.index(item) for item in chosen]
+    assert positions == sorted(positions)  # kept in corpus order
+    assert all(any(q * 250 <= p < (q + 1) * 250 for p in positions) for q in range(4))  # from every quarter
+    assert 300 < np.mean(positions) < 700
+
+
+def test_subset_is_the_same_for_every_rank_whatever_their_random_state():
+    import random
+
+    items = tuple(f"clip{i:04d}.wav" for i in range(500))
+    random.seed(99)
+    torch.manual_seed(99)
+    first = take_subset(items, 37)
+    random.random()
+    assert take_subset(items, 37) == first
+    # another process (as another rank is) draws the same subset
+    code = ("from atst.training.corpus import take_subset; import random; random.seed(7); "
+            "print(','.join(take_subset(tuple(f'clip{i:04d}.wav' for i in range(500)), 37)))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               PYTHONHASHSEED="123")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert tuple(out.stdout.strip().split(",")) == first
+
+
+def test_file_dataset_skips_undecodable_files_and_reports_them(tmp_path):
+    good = tmp_path / "good.wav"
+    good.write_bytes(_wav_bytes(0.5, 16000))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really")
+    dataset = FileDataset((str(bad), str(good)), ViewMaker(anchor_len=1.0, mask_len=2))
+    sample = dataset[0]  # bad -> replaced by a random other file until one decodes
+    assert str(bad) in sample["skipped"] and sample["mel_t"].shape == (64, 101)
+    assert dataset[1]["skipped"] == []
+    with pytest.raises(RuntimeError, match="could not be decoded"):
+        FileDataset((str(bad),), ViewMaker(anchor_len=1.0, mask_len=2))[0]
+
+
+def test_collate_stacks_tensors_numbers_and_concatenates_skipped():
+    samples = [{"x": torch.full((2, 3), float(i)), "n": i, "skipped": [f"f{i}"] * i} for i in range(3)]
+    batch = collate(samples)
+    assert batch["x"].shape == (3, 2, 3) and batch["n"].tolist() == [0, 1, 2] and batch["n"].dtype == torch.long
+    assert batch["skipped"] == ["f1", "f2", "f2"]
