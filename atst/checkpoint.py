@@ -225,7 +225,8 @@ def infer_config(state: Mapping[str, Tensor], num_heads: Optional[int] = None) -
 def _hyper_parameter(hparams: Mapping, key: str, default: Any, kind: type, path: Path) -> Any:
     """`hparams[key]` as `kind` (int or float), or `default` when absent; a value of another type is refused."""
     value = hparams.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or (kind is int and not float(value).is_integer()):
         raise CheckpointError(f"{path}: hyper_parameters[{key!r}] must be {'an int' if kind is int else 'a number'},"
                               f" got {value!r}")
     return kind(value)
@@ -330,7 +331,8 @@ def check_export_target(source: PathLike, target: PathLike, overwrite: bool = Fa
     `overwrite`) already there; returns the target path."""
     source, target = Path(source), Path(target)
     if target.is_dir():
-        raise ValueError(f"export target {target} is a folder; name the output file, e.g. {target / 'encoder.safetensors'}")
+        raise ValueError(f"export target {target} is a folder; name the output file, e.g. "
+                         f"{target / 'encoder.safetensors'}")
     if not target.parent.is_dir():
         raise ValueError(f"export target folder {target.parent} does not exist; create it first")
     if target.exists() or target.is_symlink():

@@ -129,7 +129,8 @@ class LogMelFrontend(nn.Module):
         db = db.log10_().mul_(10.0) if in_place else 10.0 * torch.log10(db)
         floor = db.amax(dim=(-2, -1), keepdim=True) - self.config.top_db
         if in_place:
-            return db.clamp_(min=floor).sub_(OFFICIAL_DB_MIN).div_(OFFICIAL_DB_MAX - OFFICIAL_DB_MIN).mul_(2.0).sub_(1.0)
+            db.clamp_(min=floor)
+            return db.sub_(OFFICIAL_DB_MIN).div_(OFFICIAL_DB_MAX - OFFICIAL_DB_MIN).mul_(2.0).sub_(1.0)
         db = torch.maximum(db, floor)
         return (db - OFFICIAL_DB_MIN) / (OFFICIAL_DB_MAX - OFFICIAL_DB_MIN) * 2.0 - 1.0
 

@@ -216,8 +216,6 @@ class Timer:
 
 def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, str]],
                cells: list[tuple[int, float]]) -> list[dict]:
-    import torch
-
     import atst
     import _official_style
 

@@ -98,8 +98,7 @@ def train(argv: Sequence[str]) -> int:
     run = check_args(args)
     hp = hyper_parameters(args, run)
     tensorboard_without_tensorflow()
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities import rank_zero_info
+    from atst.training.lightning import pl, rank_zero_info
 
     from atst.fileio import remove_stale_temporaries
     from atst.training.checkpoint_io import resume_point

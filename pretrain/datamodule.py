@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from atst.training.corpus import Corpus, take_subset
 from atst.training.corpus_datasets import FileDataset, ShardDataset, collate
+from atst.training.lightning import pl
 
 from .methods import PretrainMethod
 

@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from atst.fileio import atomic_write_text
 from atst.training.distributed import gather_objects, global_std
+from atst.training.lightning import pl, rank_zero_info, rank_zero_warn
 from atst.training.optim import official_adamw, set_learning_rate
 from atst.training.schedules import ema_momentum, learning_rate, weight_decay
 

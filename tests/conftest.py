@@ -25,8 +25,15 @@ CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5, 44100, 2),
                ("sub/noise8k.ogg", 3.0, 8000, 1))
 
-__all__ = ["CORRUPT_WAV", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise", "pcm16_rms", "wav_bytes",
-           "wav_header", "write_mixed_corpus", "write_test_wav", "write_tone_clips"]
+__all__ = ["CORRUPT_WAV", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise", "pcm16_rms",
+           "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_test_wav", "write_tone_clips"]
+
+
+def subprocess_env(**extra: str) -> Dict[str, str]:
+    """The environment for a child Python: this checkout first on PYTHONPATH (so it imports the code under test
+    even where an editable install points elsewhere), plus `extra`."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 # ------------------------------------------------------------------------------------------------ audio files

@@ -1,6 +1,6 @@
 """The dependency rule (docs/architecture.md), checked on the source: doors import `atst`, never each other;
-`atst` imports no door; Lightning lives in `atst.training` (and the doors that train); harness packages only in
-the door that serves them."""
+`atst` imports no door; Lightning is imported by one module (`atst.training.lightning`) that the training kit and
+doors take it from; harness packages only in the door that serves them."""
 from __future__ import annotations
 
 import ast
@@ -51,10 +51,15 @@ def test_atst_imports_no_door():
     assert not crossings, f"atst imports doors: {crossings}"
 
 
-def test_lightning_is_imported_in_atst_only_inside_atst_training():
-    imports = imported_packages("atst")
-    outside = sorted(f for name in LIGHTNING for f in imports.get(name, ()) if not f.startswith("atst/training/"))
-    assert not outside, f"Lightning imported outside atst.training: {outside}"
+def test_lightning_is_imported_in_one_module_of_the_training_kit():
+    # the training doors take Lightning's names from atst.training.lightning; the one exception is the HEAR door's
+    # compatibility layer, which adapts the Lightning that heareval itself imports
+    allowed = {"atst/training/lightning.py"}
+    for package in ("atst",) + DOORS:
+        imports = imported_packages(package)
+        outside = sorted(f for name in LIGHTNING for f in imports.get(name, ())
+                         if f not in allowed and not f.startswith("hear_atst/compat/"))
+        assert not outside, f"Lightning imported outside atst/training/lightning.py: {outside}"
 
 
 def test_harness_packages_are_imported_only_by_the_door_that_serves_them():

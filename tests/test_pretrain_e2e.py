@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 import hear_atst
@@ -75,17 +74,9 @@ def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """12 mono 16 kHz clips of 0.6-1.7 s, one stereo 44.1 kHz FLAC, one corrupt WAV."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    (root / "nested").mkdir()
-    for i in range(12):
-        sf.write(root / "nested" / f"tone{i:02d}.wav", harmonic_tone(150 + 60 * i, 0.6 + 0.1 * i, rng=rng), 16000)
-    stereo = np.stack([harmonic_tone(440, 1.5, 44100, rng=rng), harmonic_tone(660, 1.5, 44100, rng=rng)], axis=1)
-    sf.write(root / "stereo44k.flac", stereo, 44100)
-    (root / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64)))
-    return root
+def corpus(tone_corpus) -> Path:
+    """12 mono 16 kHz clips of 0.6-1.7 s, one stereo 44.1 kHz FLAC, one corrupt WAV (conftest's `tone_corpus`)."""
+    return tone_corpus
 
 
 @pytest.fixture(scope="module")

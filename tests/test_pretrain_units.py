@@ -16,6 +16,7 @@ from pretrain.augment import Mixup, RandomResizeCrop, StudentAugment
 from pretrain.cli import build_parser, check_args, hyper_parameters
 from pretrain.masking import block_mask, make_mask, random_mask
 from pretrain.methods.frame import FrameATST, ViewMaker
+from conftest import SAMPLE_RATE
 from pretrain.teacher_student import byol_loss
 
 TINY = arch_config("tiny")
@@ -95,12 +96,12 @@ def test_parameter_groups_are_the_official_ones(tiny_model):
     assert "encoder.blocks.0.attn.qkv.weight" in decayed
     assert not any(n.endswith(".bias") for n in decayed)
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
-    # tiny has the same tensor counts as small/base: 55 decayed, 91 not (spec 5)
+    # tiny has the same tensor counts as small/base: 55 decayed, 91 not (as the official checkpoints' optimizer states)
     assert (len(decay["params"]), len(no_decay["params"])) == (55, 91)
 
 
 def test_optimizer_is_the_official_adamw():
-    # atst_spec 6.6: AdamW, betas (0.9, 0.999), eps 1e-6 (transformers' default), the student only, group 0 (55
+    # the official optimizer: AdamW, betas (0.9, 0.999), eps 1e-6 (transformers' default), the student only, group 0 (55
     # tensors) weight-decayed by the schedule (0.04 at step 0), group 1 (91 tensors) never
     from pretrain.module import TeacherStudentPretrain
 
@@ -217,7 +218,7 @@ def test_student_augment_shape():
 # --------------------------------------------------------------------------------------------------- views
 def _crops(count: int, seconds: float = 1.0) -> list[tuple[torch.Tensor, int]]:
     """Distinct harmonic 16 kHz crops (wave, valid samples)."""
-    t = torch.arange(int(seconds * 16000)) / 16000
+    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return [(0.3 * torch.sin(2 * math.pi * (200 + 90 * i) * t) * (1 + torch.sin(2 * math.pi * (1 + i) * t)), t.numel())
             for i in range(count)]
 

@@ -90,7 +90,7 @@ def test_espeak_wrapper_rejects_bad_settings_and_a_missing_program(monkeypatch):
 
 
 def test_head_layout_is_the_pretraining_mlp():
-    from pretrain.heads import build_mlp
+    from atst.training.heads import build_mlp
 
     state = mlp_head_state("head", 5, 8, 4, torch.Generator().manual_seed(0))
     module = build_mlp(5, 8, 4).state_dict()

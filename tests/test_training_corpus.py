@@ -3,41 +3,29 @@ crops, the map-style and streaming datasets and their collate."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from atst.audio_io import AudioDecodeError, read_crop
 from atst.training.corpus import expand_braces, resolve_corpus, take_subset
 from atst.training.corpus_datasets import FileDataset, ShardDataset, collate
+from conftest import SAMPLE_RATE, subprocess_env, wav_bytes
 from pretrain.methods.frame import ViewMaker
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _wav_bytes(seconds: float, rate: int, channels: int = 1) -> bytes:
-    rng = np.random.default_rng(0)
-    buffer = io.BytesIO()
-    sf.write(buffer, (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32), rate,
-             format="WAV")
-    return buffer.getvalue()
 
 
 def test_decode_crop_resamples_downmixes_and_pads(tmp_path):
     path = tmp_path / "stereo.wav"
-    path.write_bytes(_wav_bytes(0.5, 44100, channels=2))
+    path.write_bytes(wav_bytes(0.5, 44100, channels=2))
     wave, valid = read_crop(str(path), 2.0)
     assert wave.shape == (32000,) and wave.dtype == torch.float32
     assert abs(valid - 8000) <= 2 and float(wave[valid:].abs().max()) == 0.0
     long = tmp_path / "long.wav"
-    long.write_bytes(_wav_bytes(5.0, 22050))
+    long.write_bytes(wav_bytes(5.0, 22050))
     wave, valid = read_crop(str(long), 2.0)
     assert wave.shape == (32000,) and valid == 32000
     bad = tmp_path / "bad.wav"
@@ -49,7 +37,7 @@ def test_decode_crop_resamples_downmixes_and_pads(tmp_path):
 def test_resolve_corpus_kinds(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/x.wav", "a/b/y.flac"):
-        (tmp_path / name).write_bytes(_wav_bytes(0.2, 16000))
+        (tmp_path / name).write_bytes(wav_bytes(0.2, SAMPLE_RATE))
     corpus = resolve_corpus(tmp_path)
     assert corpus.kind == "files" and len(corpus.items) == 2
     manifest = tmp_path / "list.csv"
@@ -82,7 +70,7 @@ def test_shard_stream_splits_consumers_and_skips_corrupt_members(tmp_path):
     shard = tmp_path / "000000.tar"
     with tarfile.open(shard, "w") as archive:
         for i in range(6):
-            payload = _wav_bytes(0.3, 8000) if i != 2 else b"garbage"
+            payload = wav_bytes(0.3, 8000) if i != 2 else b"garbage"
             info = tarfile.TarInfo(f"clip{i}.wav")
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
@@ -122,15 +110,14 @@ def test_subset_is_the_same_for_every_rank_whatever_their_random_state():
     # another process (as another rank is) draws the same subset
     code = ("from atst.training.corpus import take_subset; import random; random.seed(7); "
             "print(','.join(take_subset(tuple(f'clip{i:04d}.wav' for i in range(500)), 37)))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               PYTHONHASHSEED="123")
+    env = subprocess_env(PYTHONHASHSEED="123")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert tuple(out.stdout.strip().split(",")) == first
 
 
 def test_file_dataset_skips_undecodable_files_and_reports_them(tmp_path):
     good = tmp_path / "good.wav"
-    good.write_bytes(_wav_bytes(0.5, 16000))
+    good.write_bytes(wav_bytes(0.5, SAMPLE_RATE))
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really")
     dataset = FileDataset((str(bad), str(good)), ViewMaker(anchor_len=1.0, mask_len=2))

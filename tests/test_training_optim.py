@@ -53,7 +53,7 @@ def _names(module: nn.Module, group: dict) -> set[str]:
 
 
 def test_finetune_layer_decay_reproduces_layer_wise_lr_groups(frame_encoder):
-    # downstream_clip_spec 2.2 / downstream_frame_spec 3.4: d = 0.75, s_k = d^(12 - k); embeddings and block 0
+    # the official clip fine-tuning and C2F groups: d = 0.75, s_k = d^(12 - k); embeddings and block 0
     # d^12 = 0.0317, block 11 0.75, final norm 0.75 (not 1.0), head 1.0
     head = nn.Linear(192, 10)
     groups = layer_decay_groups(frame_encoder, 0.75, depth=12, head=head)
@@ -83,7 +83,7 @@ def test_finetune_layer_decay_puts_the_clip_cls_token_with_the_embeddings():
 
 
 def test_as_strong_layer_decay_gives_the_fifteen_groups_of_the_spec(frame_encoder):
-    # downstream_frame_spec 2.4 with the frame script's lr 1e-3 and lr_scale s = 0.75: norm_frame lr, blocks.11 lr s,
+    # the official AudioSet-strong groups with the frame script's lr 1e-3 and lr_scale s = 0.75: norm_frame lr, blocks.11 lr s,
     # blocks.(12 - k) lr s^k, blocks.0 lr s^12, the rest (patch_embed, pos_embed; mask_embed frozen) lr s^13, head lr
     frame_encoder.mask_embed.requires_grad_(False)
     try:

@@ -1,9 +1,10 @@
 """The training kit every training door shares (pre-training now, fine-tuning next).
 
-PyTorch Lightning is imported only inside this package, and only by the modules that need it (launch,
-checkpoint_io, callbacks); `import atst` never imports `atst.training`, and this `__init__` imports nothing, so the
-Lightning-free modules below stay cheap to import.
+PyTorch Lightning is imported by one module, `lightning`, from which the kit (launch, checkpoint_io, callbacks)
+and the training doors take its names; `import atst` never imports `atst.training`, and this `__init__` imports
+nothing, so the Lightning-free modules below stay cheap to import.
 
+  lightning        the one import of PyTorch Lightning (pl, callbacks, loggers, rank-zero logging)
   config           RunConfig: the typed run settings (devices, nodes, precision, seed, save path, cadence, ...) and
                    the command-line flags every training door shares
   launch           launcher topology (plain, torchrun, SLURM) and the `pl.Trainer` built from a RunConfig

@@ -5,9 +5,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.utilities import rank_zero_info
+from .lightning import Callback, ModelCheckpoint, pl, rank_zero_info
 
 from .checkpoint_io import LAST
 from .curves import plot_curves

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from .lightning import TorchCheckpointIO
 
 from atst.fileio import atomic_open
 

@@ -12,9 +12,8 @@ import types
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
-
     from .config import RunConfig
+    from .lightning import pl
 
 
 def launcher_topology(environ: Optional[Mapping[str, str]] = None) -> tuple[int, int]:
@@ -50,8 +49,7 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
     progress line is printed every `run.progress_every` steps.
     """
     tensorboard_without_tensorflow()
-    import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from .lightning import CSVLogger, LearningRateMonitor, TensorBoardLogger, pl
 
     from .callbacks import CurvesAtEnd, FinalCheckpoint, ProgressLine, checkpoint_callbacks
     from .checkpoint_io import AtomicCheckpointIO
@@ -65,7 +63,7 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
         logger=[TensorBoardLogger(run.save_path, name="tb_logs"), CSVLogger(run.save_path, name="csv_logs")],
         callbacks=[*checkpoint_callbacks(run.save_path, run.ckpt_every_steps, run.keep_every_steps),
                    FinalCheckpoint(run.save_path), CurvesAtEnd(run.save_path), *callbacks, *extra,
-                   pl.callbacks.LearningRateMonitor(logging_interval="step")],
+                   LearningRateMonitor(logging_interval="step")],
         plugins=[AtomicCheckpointIO()], log_every_n_steps=run.log_every_n_steps, enable_progress_bar=bar,
         enable_model_summary=False, use_distributed_sampler=True, num_sanity_val_steps=0,
     )

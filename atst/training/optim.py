@@ -2,13 +2,13 @@
 
 Layer-wise decay gives every parameter an `lr_scale`; `set_learning_rate` then sets `lr = schedule value x scale`
 on every group each step (what the official fine-tuning code does). A layer id is given to each encoder tensor and
-the scale is `decay ** (top - layer_id)`. Two official schemes (read from the downstream specs):
+the scale is `decay ** (top - layer_id)`. Two schemes, as the official downstream code has them:
 
-* `finetune` (`layer_wise_lr_groups`: clip-level fine-tuning, downstream_clip_spec 2.2, and ATST-C2F distillation,
-  downstream_frame_spec 3.4): embeddings (`patch_embed`, `pos_embed`, `mask_embed`, `cls_token`) 0, `blocks.k` k,
+* `finetune` (the official `layer_wise_lr_groups` of clip-level fine-tuning and of ATST-C2F distillation):
+  embeddings (`patch_embed`, `pos_embed`, `mask_embed`, `cls_token`) 0, `blocks.k` k,
   final norm depth - 1, head depth; top = depth. So embeddings and block 0 share decay^depth, the final norm and
   the last block share decay^1 (the official quirk), the head has 1.
-* `as_strong` (AudioSet-strong frame fine-tuning, downstream_frame_spec 2.4; BEiT's scheme): embeddings 0,
+* `as_strong` (the official AudioSet-strong frame-level fine-tuning; BEiT's scheme): embeddings 0,
   `blocks.k` k + 1, final norm and head depth + 1; top = depth + 1. With depth 12: norm 1, blocks.11 s, ...,
   blocks.0 s^12, embeddings s^13.
 """
@@ -24,7 +24,7 @@ LAYER_DECAY_SCHEMES = ("finetune", "as_strong")
 EMBEDDING_NAMES = ("patch_embed", "pos_embed", "mask_embed", "cls_token")
 FINAL_NORM_NAMES = ("norm_frame", "norm")
 ADAMW_BETAS = (0.9, 0.999)
-ADAMW_EPS = 1e-6  # transformers' AdamW default, what the official runs used (atst_spec 6.6), not torch's 1e-8
+ADAMW_EPS = 1e-6  # transformers' AdamW default, what the official runs used, not torch's 1e-8
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -40,7 +40,7 @@ def parameter_groups(module: nn.Module) -> list[dict]:
 
 
 def official_adamw(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """The pre-training optimizer (atst_spec 6.6): AdamW over `parameter_groups(module)`, betas (0.9, 0.999),
+    """The official pre-training optimizer: AdamW over `parameter_groups(module)`, betas (0.9, 0.999),
     eps 1e-6; `weight_decay` applies to group 0 only (group 1 has 0). torch's AdamW stands in for the official
     transformers AdamW (removed from transformers); eps is added to sqrt(v) after rather than before the bias
     correction, a difference that fades within the first steps."""

@@ -1,8 +1,8 @@
-"""ATST-Frame pre-training (atst_spec section 6): frame-level BYOL on masked tokens of two views of one crop.
+"""ATST-Frame pre-training, the official recipe: frame-level BYOL on masked tokens of two views of one crop.
 
-Views (6.2): one `--anchor_len` crop -> log-mel -> teacher view (identity unless `--aug_tea`) and student view
-(Mixup then frequency RandomResizeCrop, `--aug_stu`), one token mask (6.3) shared by both views. Model and loss
-(6.4): the student sees masked tokens replaced by `mask_embed`, the teacher sees everything; symmetric cross-view
+Views: one `--anchor_len` crop -> log-mel -> teacher view (identity unless `--aug_tea`) and student view
+(Mixup then frequency RandomResizeCrop, `--aug_stu`), one token mask shared by both views. Model and loss:
+the student sees masked tokens replaced by `mask_embed`, the teacher sees everything; symmetric cross-view
 BYOL over the masked tokens.
 """
 from __future__ import annotations
