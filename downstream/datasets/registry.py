@@ -1,0 +1,88 @@
+"""The dataset registry: the names `NAME=PATH` accepts, and the audiossl interface on top of them.
+
+    from downstream.datasets import get_dataset, list_all_datasets
+    info = get_dataset("us8k")          # .multi_label, .num_labels, .num_folds, .layout, .load(path) -> Task
+    info.creator(path, split="train")   # audiossl's creator interface: a torch Dataset of (waveform, label)
+
+A registered source is a function `load(root: Path) -> Task` that reads the dataset's metadata in its native layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+from .types import Task
+
+Loader = Callable[[Path], Task]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset: its name, label structure, folds, the layout it reads, and its loader."""
+
+    name: str
+    multi_label: bool
+    num_labels: int
+    num_folds: int
+    layout: str
+    loader: Loader
+
+    def load(self, root: Union[str, Path]) -> Task:
+        """Read the dataset's metadata under `root` (its native layout) into a Task."""
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"dataset {self.name}: {root} does not exist; expected {self.layout}")
+        return self.loader(root)
+
+    def creator(self, data_path: Union[str, Path], split: str = "train", fold: int = 0, transform=None,
+                target_transform=None, protocol: str = "hear"):
+        """audiossl's interface: a torch Dataset of the split (`train`, `valid`, `test`) of fold `fold`, items
+        `(transform(waveform) or waveform, target_transform(label) or label)`."""
+        from .clip_dataset import ClipDataset
+
+        task = self.load(data_path)
+        splits = task.fold(fold, protocol)
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"split must be train, valid or test, got {split!r}")
+        return ClipDataset(getattr(splits, split), task.labels, transform, target_transform)
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, multi_label: bool, num_labels: int, num_folds: int = 1,
+                     layout: str = "") -> Callable[[Loader], Loader]:
+    """Decorator registering a loader under `name`; registering one name twice with another loader raises."""
+    def decorate(loader: Loader) -> Loader:
+        info = DatasetInfo(name, multi_label, num_labels, num_folds, layout or (loader.__doc__ or "").strip(),
+                           loader)
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.loader is not loader:
+            raise ValueError(f"dataset {name!r} is already registered (by {existing.loader.__module__})")
+        _REGISTRY[name] = info
+        return loader
+
+    return decorate
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The registered dataset `name`; an unknown name is a KeyError listing the registered ones."""
+    _load_builtin_sources()
+    if name not in _REGISTRY:
+        raise KeyError(f"dataset {name!r} is not registered; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return _REGISTRY[name]
+
+
+def list_all_datasets() -> list[DatasetInfo]:
+    """Every registered dataset, sorted by name."""
+    _load_builtin_sources()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def _load_builtin_sources() -> None:
+    """Import the modules that register the built-in datasets (each registers itself on import)."""
+    from . import sources  # noqa: F401
+
+
+__all__ = ["DatasetInfo", "get_dataset", "list_all_datasets", "register_dataset"]
