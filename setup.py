@@ -19,7 +19,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["atst", "atst.*", "hear_atst", "hear_atst.*", "s3prl_upstream",
-                                    "s3prl_upstream.*", "pretrain", "pretrain.*"]),
+                                    "s3prl_upstream.*", "pretrain", "pretrain.*", "downstream", "downstream.*"]),
     package_data={"s3prl_upstream": ["configs/*.yaml", "configs/**/*.yaml"]},
     install_requires=requirements("core"),
     extras_require={
@@ -34,6 +34,7 @@ setup(
             "atst-hear = hear_atst.launcher:main",
             "atst-s3prl = s3prl_upstream.launcher:main",
             "atst-pretrain = pretrain.cli:main",
+            "atst-downstream = downstream.cli:main",
         ]
     },
 )
