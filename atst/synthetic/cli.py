@@ -4,6 +4,8 @@
     python -m atst.synthetic corpus OUT [--n-clips 64] [--seconds 6] [--seed 0]                 pre-training clips
     python -m atst.synthetic speech_commands ROOT [--seed 0] [--source auto|espeak|tones]       s3prl KS layout
     python -m atst.synthetic voxceleb1 ROOT [--seed 0] [--source auto|espeak|tones]             s3prl SID layout
+    python -m atst.synthetic layout NAME ROOT [--seed 0]                                         a labelled dataset
+                                                       in miniature, native layout (spcv2, us8k, nsynth, ...)
     python -m atst.synthetic checkpoint PATH [--arch tiny] [--family frame] [--seed 0]          random weights
 
 The doors offer the same commands under their own names (`atst-hear make-tasks | make-corpus`,
@@ -19,6 +21,7 @@ from typing import Callable, Dict, Optional, Sequence
 from ..encoder import ARCHS, FAMILIES
 from .checkpoints import write_official_checkpoint
 from .corpus import make_corpus
+from .downstream_layouts import LAYOUTS, make_layout
 from .hear_tasks import BUILDERS, SIZES, make_tasks
 from .superb import SOURCES, make_speech_commands, make_voxceleb1
 
@@ -80,6 +83,18 @@ def _superb_runner(make: Callable[..., dict]) -> Callable[[argparse.Namespace], 
     return run
 
 
+def _layout_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=list(LAYOUTS), help="the dataset whose native layout to write")
+    p.add_argument("root", help="the dataset root to write (pass it as NAME=ROOT to atst-downstream)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the audio (file lists and labels are fixed)")
+
+
+def _run_layout(args: argparse.Namespace) -> int:
+    root = make_layout(args.name, args.root, seed=args.seed)
+    print(f"[synthetic] wrote a miniature {args.name} to {root}", flush=True)
+    return 0
+
+
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="checkpoint file to write")
     p.add_argument("--arch", choices=list(ARCHS), default="tiny")
@@ -101,6 +116,8 @@ COMMANDS: Dict[str, Command] = {
                                _superb_runner(make_speech_commands)),
     "voxceleb1": Command("write a tiny dataset in s3prl's voxceleb1 (SID) layout", _superb_arguments,
                          _superb_runner(make_voxceleb1)),
+    "layout": Command("write a labelled dataset in miniature in its native layout (downstream registry)",
+                      _layout_arguments, _run_layout),
     "checkpoint": Command("write a random-weight checkpoint in the official Lightning layout",
                           _checkpoint_arguments, _run_checkpoint),
 }

@@ -1,12 +1,29 @@
-"""Labelled datasets for the downstream door: the registry (audiossl's interface), the generic sources, the
-clip dataset and the TASK argument.
+"""Labelled datasets for the downstream door: the registry (audiossl's interface), the native-layout and generic
+sources, the clip dataset and its audio cache, packed shards, the TASK argument and `DownstreamDataModule`.
 
-    from downstream.datasets import get_dataset, list_all_datasets, load_task
+    from downstream.datasets import get_dataset, list_all_datasets, load_task, DownstreamDataModule
+
+`DownstreamDataModule` is loaded on first use (it needs Lightning; the rest does not).
 """
+from typing import Any
+
+from .audio_cache import AudioCache
 from .clip_dataset import ClipDataset, collate_clips
+from .pack import PackReport, pack_task
 from .registry import DatasetInfo, get_dataset, list_all_datasets, register_dataset
 from .resolve import load_task
-from .types import Clip, FoldSplits, LabelSpace, Task
+from .shards import PackedTask, ShardClipDataset, is_packed, load_packed
+from .types import Clip, FoldPlan, FoldSplits, LabelSpace, Task, fold_plan
 
-__all__ = ["Clip", "ClipDataset", "DatasetInfo", "FoldSplits", "LabelSpace", "Task", "collate_clips", "get_dataset",
-           "list_all_datasets", "load_task", "register_dataset"]
+__all__ = ["AudioCache", "Clip", "ClipDataset", "DatasetInfo", "DownstreamDataModule", "FoldPlan", "FoldSplits",
+           "LabelSpace", "PackReport", "PackedTask", "ShardClipDataset", "Task", "collate_clips", "fold_plan",
+           "get_dataset", "is_packed", "list_all_datasets", "load_packed", "load_task", "pack_task",
+           "register_dataset"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DownstreamDataModule":
+        from .datamodule import DownstreamDataModule
+
+        return DownstreamDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

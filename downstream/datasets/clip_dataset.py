@@ -1,4 +1,5 @@
-"""Clips as a torch Dataset: each item decoded (any format, rate, channels -> 16 kHz mono) when it is read.
+"""Clips as a torch Dataset: each item decoded (any format, rate, channels -> 16 kHz mono) when it is read, through
+the audio cache when one is given (files not already 16 kHz mono are then decoded and resampled once).
 
 A clip that cannot be decoded does not stop a run: its item carries the error instead of audio, `collate_clips`
 leaves it out of the batch and passes the error on, and whoever consumes the batches reports each bad file once.
@@ -13,6 +14,7 @@ from torch.utils.data import Dataset
 
 from atst.audio_io import AudioDecodeError, read_audio
 
+from .audio_cache import AudioCache
 from .types import Clip, LabelSpace
 
 
@@ -20,15 +22,17 @@ class ClipDataset(Dataset):
     """Items `{"audio": [N] float32 16 kHz or None, "target": label tensor, "key": str, "error": str or None}`.
 
     `transform(audio)` and `target_transform(target)` apply when given (audiossl's creator interface); the target
-    is `LabelSpace.target_tensor` (a class index, or multi-hot for a multi-label task).
+    is `LabelSpace.target_tensor` (a class index, or multi-hot for a multi-label task). `cache`: an `AudioCache`
+    (`AudioCache.default()` is the per-user one), or None to decode every time.
     """
 
     def __init__(self, clips: Sequence[Clip], labels: LabelSpace, transform: Optional[Callable] = None,
-                 target_transform: Optional[Callable] = None) -> None:
+                 target_transform: Optional[Callable] = None, cache: Optional[AudioCache] = None) -> None:
         self.clips = tuple(clips)
         self.labels = labels
         self.transform = transform
         self.target_transform = target_transform
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -39,7 +43,8 @@ class ClipDataset(Dataset):
         if self.target_transform is not None:
             target = self.target_transform(target)
         try:
-            audio: Optional[Tensor] = read_audio(clip.path, clip.key)
+            audio: Optional[Tensor] = (self.cache.read(clip.path, clip.key) if self.cache is not None
+                                       else read_audio(clip.path, clip.key))
         except AudioDecodeError as error:
             return {"audio": None, "target": target, "key": clip.key, "error": str(error)}
         if self.transform is not None:

@@ -36,16 +36,18 @@ class DatasetInfo:
         return self.loader(root)
 
     def creator(self, data_path: Union[str, Path], split: str = "train", fold: int = 0, transform=None,
-                target_transform=None, protocol: str = "hear"):
-        """audiossl's interface: a torch Dataset of the split (`train`, `valid`, `test`) of fold `fold`, items
-        `(transform(waveform) or waveform, target_transform(label) or label)`."""
+                target_transform=None, protocol: str = "hear", cache="default"):
+        """audiossl's interface: a `ClipDataset` of the split (`train`, `valid`, `test`) of fold `fold` (0-based)
+        under `protocol`; `transform` applies to the 16 kHz mono waveform, `target_transform` to the label tensor.
+        `cache`: see `audio_cache.resolve_cache` (default: the per-user audio cache)."""
+        from .audio_cache import resolve_cache
         from .clip_dataset import ClipDataset
 
-        task = self.load(data_path)
-        splits = task.fold(fold, protocol)
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be train, valid or test, got {split!r}")
-        return ClipDataset(getattr(splits, split), task.labels, transform, target_transform)
+        task = self.load(data_path)
+        splits = task.fold(fold, protocol)
+        return ClipDataset(getattr(splits, split), task.labels, transform, target_transform, resolve_cache(cache))
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}

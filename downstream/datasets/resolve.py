@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .pack import PACK_FILE
 from .registry import get_dataset
 from .sources.folders import load_class_folders
 from .sources.hear import is_hear_task, load_hear_task
@@ -29,6 +30,9 @@ def load_task(spec: str) -> Task:
     if not path.exists():
         raise FileNotFoundError(f"task {text!r} does not exist; expected {ACCEPTED}")
     if path.is_dir():
+        if (path / PACK_FILE).is_file():
+            raise ValueError(f"task {text!r} is a packed task (atst-downstream pack): stream it with "
+                             f"downstream.datasets.load_packed or DownstreamDataModule; expected {ACCEPTED}")
         return load_hear_task(path) if is_hear_task(path) else load_class_folders(path)
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         from .sources.manifest import load_manifest

@@ -81,6 +81,53 @@ class FoldSplits:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class FoldPlan:
+    """Which splits of a task make up train, valid and test in one run (split names, see `Task.splits`)."""
+
+    name: str
+    train: tuple[str, ...]
+    valid: tuple[str, ...]
+    test: tuple[str, ...]
+    note: str = ""
+
+
+def fold_plan(task: str, num_folds: int, index: int, protocol: str = "hear",
+              official_validates_on_test: bool = False) -> FoldPlan:
+    """The one place where the protocols differ: the splits each part of fold `index` is made of.
+
+    Fixed-split tasks: train / valid / test, except that the `official` protocol of a task with
+    `official_validates_on_test` (AudioSet: the official valid set is a copy of eval) trains on train + valid and
+    validates on the test split. k-fold tasks test on fold `index`; `hear` validates on the next fold and trains on
+    the rest; `official` validates on the test fold itself, as the official linear evaluation does for US8K.
+    Both official choices are optimistic (the model is selected on the test data), kept only to reproduce
+    published numbers.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if num_folds == 1:
+        if index != 0:
+            raise ValueError(f"task {task} has fixed splits (one fold); got fold {index}")
+        if protocol == "official" and official_validates_on_test:
+            return FoldPlan("fold00", ("train", "valid"), ("test",), ("test",),
+                            note="official protocol: trained on train + valid, validated on the test set "
+                                 "(optimistic)")
+        return FoldPlan("fold00", ("train",), ("valid",), ("test",))
+    if not 0 <= index < num_folds:
+        raise ValueError(f"task {task} has folds 0..{num_folds - 1}; got fold {index}")
+    names = fold_names(num_folds)
+    test = names[index]
+    if protocol == "official":
+        return FoldPlan(test, tuple(name for name in names if name != test), (test,), (test,),
+                        note="official protocol: validated on the test fold (optimistic)")
+    if num_folds < 3:
+        raise ValueError(f"task {task} has {num_folds} folds: the hear protocol needs at least 3 "
+                         f"(one to test, one to validate, the rest to train)")
+    valid = names[(index + 1) % num_folds]
+    return FoldPlan(test, tuple(name for name in names if name not in (test, valid)), (valid,), (test,),
+                    note=f"validated on {valid}")
+
+
 @dataclass
 class Task:
     """A labelled task read from its source.
@@ -88,6 +135,7 @@ class Task:
     `splits`: for a fixed-split task the keys "train", "valid", "test"; for a k-fold task "fold00", "fold01", ...
     (`num_folds` > 1), each fold in turn the test set. `metric`: "top1_acc" (single-label) or "mAP" (multi-label) as
     the official protocol reports it. `skipped`: files the source could not use, each named with the reason.
+    `official_validates_on_test`: the official protocol selects the model on the test split (see `fold_plan`).
     """
 
     name: str
@@ -97,6 +145,7 @@ class Task:
     metric: str = ""
     skipped: list[str] = field(default_factory=list)
     source: str = ""
+    official_validates_on_test: bool = False
 
     def __post_init__(self) -> None:
         if not self.metric:
@@ -108,34 +157,15 @@ class Task:
         if missing:
             raise ValueError(f"task {self.name}: missing split(s) {missing}; it has {sorted(self.splits)}")
 
-    def fold(self, index: int, protocol: str = "hear") -> FoldSplits:
-        """The train/valid/test clips of fold `index` (0 for a fixed-split task).
+    def plan(self, index: int, protocol: str = "hear") -> FoldPlan:
+        """The split names of fold `index` under `protocol` (`fold_plan`)."""
+        return fold_plan(self.name, self.num_folds, index, protocol, self.official_validates_on_test)
 
-        k-fold tasks test on fold `index`. `hear` keeps the next fold apart for validation and trains on the rest;
-        `official` validates on the test fold itself, as the official linear evaluation does for US8K (an
-        optimistic choice, kept only to reproduce published numbers).
-        """
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        if self.num_folds == 1:
-            if index != 0:
-                raise ValueError(f"task {self.name} has fixed splits (one fold); got fold {index}")
-            return FoldSplits("fold00", self.splits["train"], self.splits["valid"], self.splits["test"])
-        if not 0 <= index < self.num_folds:
-            raise ValueError(f"task {self.name} has folds 0..{self.num_folds - 1}; got fold {index}")
-        names = fold_names(self.num_folds)
-        test = names[index]
-        if protocol == "official":
-            train = [name for name in names if name != test]
-            return FoldSplits(test, _join(self.splits, train), self.splits[test], self.splits[test],
-                              note="official protocol: validated on the test fold (optimistic)")
-        if self.num_folds < 3:
-            raise ValueError(f"task {self.name} has {self.num_folds} folds: the hear protocol needs at least 3 "
-                             f"(one to test, one to validate, the rest to train)")
-        valid = names[(index + 1) % self.num_folds]
-        train = [name for name in names if name not in (test, valid)]
-        return FoldSplits(test, _join(self.splits, train), self.splits[valid], self.splits[test],
-                          note=f"validated on {valid}")
+    def fold(self, index: int, protocol: str = "hear") -> FoldSplits:
+        """The train/valid/test clips of fold `index` (0 for a fixed-split task) under `protocol` (`fold_plan`)."""
+        plan = self.plan(index, protocol)
+        return FoldSplits(plan.name, _join(self.splits, plan.train), _join(self.splits, plan.valid),
+                          _join(self.splits, plan.test), note=plan.note)
 
 
 def fold_names(num_folds: int) -> tuple[str, ...]:
@@ -156,4 +186,5 @@ def check_unique_keys(clips: Sequence[Clip], where: str) -> None:
         seen[clip.key] = clip.path
 
 
-__all__ = ["Clip", "FoldSplits", "LabelSpace", "METRICS", "PROTOCOLS", "Task", "check_unique_keys", "fold_names"]
+__all__ = ["Clip", "FoldPlan", "FoldSplits", "LabelSpace", "METRICS", "PROTOCOLS", "Task", "check_unique_keys",
+           "fold_names", "fold_plan"]
