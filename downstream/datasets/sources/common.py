@@ -21,7 +21,7 @@ def read_table(path: Path, columns: Sequence[str], delimiter: str = ",",
                comment: Optional[str] = None) -> list[dict[str, str]]:
     """Rows of a CSV/TSV with a header line, as {column: stripped text}; lines starting with `comment` are
     skipped. A missing column is a ValueError naming the file, the missing columns and the ones it has."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets start CSVs with a BOM
         lines: Iterable[str] = (line for line in handle if not (comment and line.startswith(comment)))
         reader = csv.DictReader(lines, delimiter=delimiter, skipinitialspace=True)
         header = [name.strip() for name in reader.fieldnames or []]

@@ -15,6 +15,7 @@ whose file is not on disk are skipped and named.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from ..splitting import split_of
@@ -28,9 +29,9 @@ SEPARATOR = ";"
 
 
 def _columns(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\r\n")
-    columns = [name.strip() for name in header.split(delimiter)]
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle, delimiter=delimiter), [])
+    columns = [name.strip() for name in header]
     unknown = [name for name in columns if name not in ACCEPTED]
     if unknown:
         raise ValueError(f"manifest {path}: unknown column(s) {unknown}; accepted: path, label or labels (class "
