@@ -206,6 +206,10 @@ def test_pack_round_trip_resume_and_streaming(tmp_path, layouts):
     assert len(errors) == 1 and "unreadable shard" in errors[0]
     meta = json.loads((out / "pack.json").read_text())
     assert meta["splits"]["fold00"][0] == {"path": "fold00/fold00-000000.tar", "clips": 1}
+    assert downstream_main(["pack", f"us8k={tmp_path / 'nope'}", "--out", str(out)]) == 2
+    assert downstream_main(["pack", f"us8k={us8k}", "--out", str(out), "--shard-size", "0"]) == 2
+    with pytest.raises(ValueError, match="is a packed task"):
+        load_task(str(out))
 
 
 def test_the_data_module_serves_a_fold_of_a_native_layout_or_of_shards(tmp_path, layouts, cache_dir):
@@ -224,6 +228,8 @@ def test_the_data_module_serves_a_fold_of_a_native_layout_or_of_shards(tmp_path,
     info = get_dataset("nsynth")
     dataset = info.creator(layouts["nsynth"], split="valid", transform=lambda a: a[:100], cache=None)
     assert len(dataset) == 3 and dataset[0]["audio"].shape == (100,)
+    with pytest.raises(TypeError, match="pass transform= and target_transform= by keyword"):
+        info.creator(layouts["nsynth"], "train", lambda a: a)  # audiossl's positional order
     with pytest.raises(TypeError, match="list of three"):
         DownstreamDataModule(layouts["nsynth"], "nsynth", transforms=lambda a: a)
 

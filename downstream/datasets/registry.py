@@ -45,6 +45,9 @@ class DatasetInfo:
 
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be train, valid or test, got {split!r}")
+        if isinstance(fold, bool) or not isinstance(fold, int):
+            raise TypeError(f"fold must be an int (0-based), got {type(fold).__name__}; audiossl's one-fold "
+                            f"creators took transform third: pass transform= and target_transform= by keyword")
         task = self.load(data_path)
         splits = task.fold(fold, protocol)
         return ClipDataset(getattr(splits, split), task.labels, transform, target_transform, resolve_cache(cache))
