@@ -5,4 +5,14 @@ The door imports `atst` and `atst.training` only.
 """
 from .datasets import get_dataset, list_all_datasets, load_task
 
-__all__ = ["get_dataset", "list_all_datasets", "load_task"]
+
+def __getattr__(name: str):
+    # the audiossl interface `downstream.DownstreamDataModule`, loaded on first use (it needs Lightning)
+    if name == "DownstreamDataModule":
+        from .datasets import DownstreamDataModule
+
+        return DownstreamDataModule
+    raise AttributeError(f"module 'downstream' has no attribute {name!r}")
+
+
+__all__ = ["DownstreamDataModule", "get_dataset", "list_all_datasets", "load_task"]
