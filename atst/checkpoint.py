@@ -27,6 +27,7 @@ from torch import Tensor
 from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
 from .fileio import atomic_path
 from .frontend import FrontendConfig
+from .hub import requested_release, resolve_checkpoint
 
 PathLike = Union[str, os.PathLike]
 BRANCHES = ("teacher", "student")
@@ -287,13 +288,14 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
 
 
 def load_checkpoint(path: PathLike, branch: str = "teacher", trainable: bool = False) -> LoadedCheckpoint:
-    """Read any supported checkpoint file and return its encoder (teacher by default) in eval mode.
+    """Read any supported checkpoint file, or a released checkpoint by name (`atstframe_base`: downloaded once,
+    verified and cached, see `atst.hub`), and return its encoder (teacher by default) in eval mode.
 
     `trainable=False` (embedding) builds it frozen; `trainable=True` (fine-tuning, s3prl `-f`) with parameters that
     require gradients."""
     if branch not in BRANCHES:
         raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if path.exists() and path.is_file() and _is_safetensors(path):
         return _load_export(path, trainable)
     return _loaded_from_raw(_read_raw(path), branch, path, trainable)
@@ -427,9 +429,11 @@ def _contents(raw: Mapping, notes: dict) -> list[str]:
 
 
 def describe_checkpoint(path: PathLike) -> dict:
-    """What a checkpoint file holds, for `atst info`: family, arch, parameter count, the health of each branch
-    (`branches`: "ok", "absent" or why it is broken) and extras. Describes the teacher, else the student."""
-    path = Path(path)
+    """What a checkpoint file (or released checkpoint, by name) holds, for `atst info`: family, arch, parameter
+    count, the health of each branch (`branches`: "ok", "absent" or why it is broken) and extras; for a release its
+    name, licence and citation. Describes the teacher, else the student."""
+    release = requested_release(path)
+    path = resolve_checkpoint(path)
     notes: dict[str, Any] = {}
     if path.is_file() and _is_safetensors(path):
         loaded = _load_export(path)
@@ -444,6 +448,7 @@ def describe_checkpoint(path: PathLike) -> dict:
         loaded = next(usable[branch] for branch in BRANCHES if branch in usable)
     config = loaded.config
     return {
+        **({"release": release.name, "licence": release.licence, "citation": release.citation} if release else {}),
         "path": str(path),
         "family": f"ATST-{config.family.capitalize()}",
         "format": loaded.family_source,
