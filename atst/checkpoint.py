@@ -62,6 +62,24 @@ class LoadedCheckpoint:
         return self.config.family
 
 
+def _safe_globals() -> list:
+    """The non-container types ATST files hold besides tensors, none of which can run code when rebuilt:
+    `argparse.Namespace` (the `args` of DINO-style files: attributes only) and NumPy numbers (metrics and schedule
+    values training scripts log, e.g. `np.float64(0.5)`): their rebuilding function under the NumPy 1 and 2 module
+    names, `np.dtype` and the numeric dtype classes only, so object, string and structured dtypes stay refused."""
+    import numpy as np
+
+    allowed: list = [argparse.Namespace]
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    allowed += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    numeric = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float16",
+               "Float32", "Float64", "LongDouble", "Complex64", "Complex128")
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25
+    allowed += [getattr(dtypes, f"{name}DType") for name in numeric if hasattr(dtypes, f"{name}DType")]
+    return allowed
+
+
 def _read_raw(path: Path) -> Any:
     """torch.load with weights_only=True and mmap when the file allows it; clear errors for everything else."""
     if not path.exists():
@@ -78,12 +96,10 @@ def _read_raw(path: Path) -> Any:
             raise CheckpointError(f"{path} is not a PyTorch or safetensors checkpoint (it starts with {head!r}); "
                                   f"expected a .ckpt/.pt/.pth written by torch.save or an `atst export` file")
     try:
-        # argparse.Namespace is the one non-container type ATST files hold (the `args` of DINO-style files);
-        # it carries only attributes, so allowing it keeps the load free of arbitrary code.
-        # (the context manager would also drop it from a process-wide allow-list set by someone else on exit)
-        if argparse.Namespace in torch.serialization.get_safe_globals():
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # only the allowances missing from the process-wide list are added: the context manager removes what it
+        # was given on exit, which would also drop an allowance someone else had set
+        missing = [item for item in _safe_globals() if item not in torch.serialization.get_safe_globals()]
+        with torch.serialization.safe_globals(missing):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
