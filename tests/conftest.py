@@ -200,7 +200,8 @@ class LoopbackServer:
     """An HTTP server on 127.0.0.1 in a thread that serves files with Range support and records every request.
 
     `serve(route, path)` publishes a file; `drop_after=N` sends the full Content-Length but closes the connection
-    after N bytes, on the first `drops` plain (non-Range) requests; `content_type` sets the header (an HTML page).
+    after N bytes, on the first `drops` plain (non-Range) requests; `content_type` sets the header (an HTML page);
+    `ranges=False` answers every request with the whole file, as servers without Range support do.
     `requests` lists (route, Range header or None) in arrival order.
     """
 
@@ -225,10 +226,10 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
 
     def serve(self, route: str, path: Union[str, Path], drop_after: Optional[int] = None, drops: int = 1,
-              content_type: str = "application/octet-stream") -> str:
+              content_type: str = "application/octet-stream", ranges: bool = True) -> str:
         """Publish the file at `path` under `route`; returns its URL."""
         self.routes[route] = dict(data=Path(path).read_bytes(), drop_after=drop_after, drops=drops,
-                                  content_type=content_type)
+                                  content_type=content_type, ranges=ranges)
         return self.url(route)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -240,7 +241,7 @@ class LoopbackServer:
             request.send_error(404)
             return
         data, start = entry["data"], 0
-        if byte_range and byte_range.startswith("bytes=") and byte_range.endswith("-"):
+        if entry["ranges"] and byte_range and byte_range.startswith("bytes=") and byte_range.endswith("-"):
             start = int(byte_range[len("bytes="):-1])
             request.send_response(206)
             request.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")

@@ -142,6 +142,16 @@ def test_an_interrupted_download_is_resumed_by_the_next_call(cache, loopback, co
     assert cache_listing(cache) == ["atstframe_small.ckpt", "atstframe_small.ckpt.sha256.json"]
 
 
+def test_a_server_without_range_support_restarts_the_interrupted_download(cache, loopback, compact, monkeypatch):
+    monkeypatch.setattr(atst.download, "RETRIES", 0)
+    point_at(monkeypatch, atstframe_small=loopback.serve("small.ckpt", compact, ranges=False,
+                                                         drop_after=3 * compact.stat().st_size // 4))
+    with pytest.raises(DownloadError, match="interrupted"):
+        resolve_checkpoint(NAME, progress=False)
+    assert resolve_checkpoint(NAME, progress=False).read_bytes() == compact.read_bytes()
+    assert cache_listing(cache) == ["atstframe_small.ckpt", "atstframe_small.ckpt.sha256.json"]
+
+
 def test_an_html_page_instead_of_the_file_is_refused(cache, loopback, tmp_path, monkeypatch):
     page = tmp_path / "quota.html"
     page.write_bytes(b"\n  " + HTML_PAGE)
