@@ -204,14 +204,17 @@ def _download_lock(folder: Path, name: str) -> Iterator[None]:
     """One downloader per release and cache folder (the others wait, then find the file there)."""
     from filelock import FileLock, Timeout
 
-    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / f".{name}.lock"))
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
     except Timeout:
         print(f"atst: waiting for another process that is downloading {name} into {folder}", file=sys.stderr,
               flush=True)
         lock.acquire()
+    except OSError as error:
+        raise DownloadError(f"cannot write into the cache folder {folder} ({type(error).__name__}: {error}); set "
+                            f"${CACHE_ENV} (or `atst download --cache`) to a writable folder") from None
     try:
         yield
     finally:

@@ -241,6 +241,15 @@ def test_concurrent_callers_download_once(cache, loopback, compact, monkeypatch)
     assert len(loopback.requests) == 1
 
 
+def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path, compact, loopback, monkeypatch):
+    (tmp_path / "not_a_folder").write_text("")
+    monkeypatch.setenv("ATST_CACHE", str(tmp_path / "not_a_folder"))
+    point_at(monkeypatch, atstframe_small=loopback.serve("small.ckpt", compact))
+    with pytest.raises(DownloadError, match="cannot write into the cache folder .*not_a_folder.*ATST_CACHE"):
+        resolve_checkpoint(NAME)
+    assert loopback.requests == []
+
+
 # ------------------------------------------------------------------------------------ Google Drive, no network
 
 def test_the_google_drive_path_calls_gdown_with_the_release_id(cache, tmp_path, monkeypatch):
