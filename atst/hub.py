@@ -2,14 +2,15 @@
 
     path = resolve_checkpoint("atstframe_base")            # downloads once, then the cached file
     path = resolve_checkpoint("my.ckpt")                   # a path is returned unchanged
-    download(["all"])                                      # fetch ahead of time (`atst download all`)
+    cached_release(release(name), rehash=True)             # fetch or re-verify ahead of time (`atst download`)
 
 The cache folder is `$ATST_CACHE`, else `<torch hub dir>/atst` (`~/.cache/torch/hub/atst` unless `$TORCH_HOME`
 says otherwise). A download goes to a staging name in that folder (resumed from its `.part` file after an
 interruption), is verified (weights-only load, tensor names, shapes and dtypes equal to the release's manifest),
 gets its SHA-256 recorded beside it (`<name>.ckpt.sha256.json`) and only then is renamed to `<name>.ckpt`: nothing
 half-downloaded or unverified is ever under the final name. A cached file whose size or modification time differs
-from its record is hashed again, and a changed SHA-256 is an error naming the file; `download` always re-hashes.
+from its record is hashed again, and a changed SHA-256 is an error naming the file; `atst download` always
+re-hashes.
 
 Offline mode (`offline=True`, `atst ... --offline`, `$ATST_OFFLINE=1`) never touches the network.
 """
@@ -23,12 +24,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, Optional, Union
 
 from .download import DownloadError, Source, fetch
 from .fileio import atomic_write_text, move_into_place
 from .flags import parse_bool
-from .releases import RELEASES, URLS_ENV, Release, UnknownReleaseError, release
+from .releases import URLS_ENV, Release, UnknownReleaseError, release
 
 PathLike = Union[str, os.PathLike]
 CACHE_ENV = "ATST_CACHE"
@@ -221,14 +222,5 @@ def _download_lock(folder: Path, name: str) -> Iterator[None]:
         lock.release()
 
 
-def download(names: Sequence[str], cache: Optional[PathLike] = None, progress: bool = True) -> List[Path]:
-    """Fetch (or re-verify, hashing again, when cached) the named releases; "all" means every one. Returns the
-    files. Raises on the first failure (`DownloadError`, `CheckpointError`, `UnknownReleaseError`)."""
-    wanted = list(RELEASES) if "all" in names else [release(name).name for name in names]
-    return [cached_release(RELEASES[name], offline=False, cache=cache, progress=progress, rehash=True)
-            for name in wanted]
-
-
 __all__ = ["CACHE_ENV", "DownloadError", "OFFLINE_ENV", "OfflineError", "UnknownReleaseError", "cache_dir",
-           "cached_release", "check_cached", "download", "offline_mode", "requested_release", "resolve_checkpoint",
-           "sha256_file"]
+           "cached_release", "check_cached", "offline_mode", "requested_release", "resolve_checkpoint", "sha256_file"]
