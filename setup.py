@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["atst", "atst.*", "hear_atst", "hear_atst.*", "s3prl_upstream",
                                     "s3prl_upstream.*", "pretrain", "pretrain.*", "downstream", "downstream.*"]),
-    package_data={"s3prl_upstream": ["configs/*.yaml", "configs/**/*.yaml"]},
+    package_data={"atst": ["manifests/*.json"], "s3prl_upstream": ["configs/*.yaml", "configs/**/*.yaml"]},
     install_requires=requirements("core"),
     extras_require={
         "hear": requirements("hear"),

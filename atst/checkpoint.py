@@ -27,6 +27,7 @@ from torch import Tensor
 from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
 from .fileio import atomic_path
 from .frontend import FrontendConfig
+from .hub import requested_release, resolve_checkpoint
 
 PathLike = Union[str, os.PathLike]
 BRANCHES = ("teacher", "student")
@@ -61,6 +62,24 @@ class LoadedCheckpoint:
         return self.config.family
 
 
+def _safe_globals() -> list:
+    """The non-container types ATST files hold besides tensors, none of which can run code when rebuilt:
+    `argparse.Namespace` (the `args` of DINO-style files: attributes only) and NumPy numbers (metrics and schedule
+    values training scripts log, e.g. `np.float64(0.5)`): their rebuilding function under the NumPy 1 and 2 module
+    names, `np.dtype` and the numeric dtype classes only, so object, string and structured dtypes stay refused."""
+    import numpy as np
+
+    allowed: list = [argparse.Namespace]
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    allowed += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    numeric = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float16",
+               "Float32", "Float64", "LongDouble", "Complex64", "Complex128")
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25
+    allowed += [getattr(dtypes, f"{name}DType") for name in numeric if hasattr(dtypes, f"{name}DType")]
+    return allowed
+
+
 def _read_raw(path: Path) -> Any:
     """torch.load with weights_only=True and mmap when the file allows it; clear errors for everything else."""
     if not path.exists():
@@ -77,12 +96,10 @@ def _read_raw(path: Path) -> Any:
             raise CheckpointError(f"{path} is not a PyTorch or safetensors checkpoint (it starts with {head!r}); "
                                   f"expected a .ckpt/.pt/.pth written by torch.save or an `atst export` file")
     try:
-        # argparse.Namespace is the one non-container type ATST files hold (the `args` of DINO-style files);
-        # it carries only attributes, so allowing it keeps the load free of arbitrary code.
-        # (the context manager would also drop it from a process-wide allow-list set by someone else on exit)
-        if argparse.Namespace in torch.serialization.get_safe_globals():
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # only the allowances missing from the process-wide list are added: the context manager removes what it
+        # was given on exit, which would also drop an allowance someone else had set
+        missing = [item for item in _safe_globals() if item not in torch.serialization.get_safe_globals()]
+        with torch.serialization.safe_globals(missing):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
@@ -287,13 +304,14 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
 
 
 def load_checkpoint(path: PathLike, branch: str = "teacher", trainable: bool = False) -> LoadedCheckpoint:
-    """Read any supported checkpoint file and return its encoder (teacher by default) in eval mode.
+    """Read any supported checkpoint file, or a released checkpoint by name (`atstframe_base`: downloaded once,
+    verified and cached, see `atst.hub`), and return its encoder (teacher by default) in eval mode.
 
     `trainable=False` (embedding) builds it frozen; `trainable=True` (fine-tuning, s3prl `-f`) with parameters that
     require gradients."""
     if branch not in BRANCHES:
         raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if path.exists() and path.is_file() and _is_safetensors(path):
         return _load_export(path, trainable)
     return _loaded_from_raw(_read_raw(path), branch, path, trainable)
@@ -427,9 +445,11 @@ def _contents(raw: Mapping, notes: dict) -> list[str]:
 
 
 def describe_checkpoint(path: PathLike) -> dict:
-    """What a checkpoint file holds, for `atst info`: family, arch, parameter count, the health of each branch
-    (`branches`: "ok", "absent" or why it is broken) and extras. Describes the teacher, else the student."""
-    path = Path(path)
+    """What a checkpoint file (or released checkpoint, by name) holds, for `atst info`: family, arch, parameter
+    count, the health of each branch (`branches`: "ok", "absent" or why it is broken) and extras; for a release its
+    name, licence and citation. Describes the teacher, else the student."""
+    release = requested_release(path)
+    path = resolve_checkpoint(path)
     notes: dict[str, Any] = {}
     if path.is_file() and _is_safetensors(path):
         loaded = _load_export(path)
@@ -444,6 +464,7 @@ def describe_checkpoint(path: PathLike) -> dict:
         loaded = next(usable[branch] for branch in BRANCHES if branch in usable)
     config = loaded.config
     return {
+        **({"release": release.name, "licence": release.licence, "citation": release.citation} if release else {}),
         "path": str(path),
         "family": f"ATST-{config.family.capitalize()}",
         "format": loaded.family_source,

@@ -1,11 +1,17 @@
-"""`atst` command: embed audio files, export an encoder, inspect a checkpoint.
+"""`atst` command: embed audio files, export an encoder, inspect a checkpoint, fetch released checkpoints.
 
     atst embed PATHS... --ckpt CKPT --out DIR [--mode hear|official] [--n-blocks 12] [--device cpu]
     atst export CKPT OUT.safetensors [--branch teacher|student] [--force]
     atst info CKPT [--json]
+    atst download NAME...|all [--cache DIR]          # fetch released checkpoints ahead of time
+    atst download --list                             # the released checkpoints and whether they are cached
 
-Exit status: 0 done; 1 some input files were skipped (each named on stderr; the others were written), or `info`
-found the default branch unusable; 2 a usage error (nothing was done).
+CKPT is a file or a released checkpoint's name (atstframe_small, atstframe_base, atstclip_small, atstclip_base),
+downloaded once into the cache ($ATST_CACHE); `--offline` (or ATST_OFFLINE=1) never touches the network.
+
+Exit status: 0 done; 1 some input files were skipped (each named on stderr; the others were written), `info`
+found the default branch unusable, or `download` could not fetch some names; 2 a usage error or a checkpoint that
+cannot be had (nothing was done).
 """
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ import torch
 from .audio_io import AUDIO_SUFFIXES
 from .backbone import AUTOCAST_DTYPES
 from .batch_embed import embed_files
-from .checkpoint import BRANCHES, describe_checkpoint, export_encoder, load_checkpoint
+from .checkpoint import BRANCHES, CheckpointError, describe_checkpoint, export_encoder, load_checkpoint
+from .download import DownloadError
 from .embedding import MODES, load_embedder
+from .hub import cache_dir, cached_release, resolve_checkpoint
+from .releases import RELEASES, release
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
 
@@ -82,6 +91,36 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    folder = cache_dir(args.cache)
+    if args.list:
+        print(f"cache: {folder}")
+        for found in RELEASES.values():
+            cached = "cached" if (folder / found.filename).is_file() else "not cached"
+            print(f"{found.name:16s} ATST-{found.family.capitalize():6s} {found.arch:6s} "
+                  f"{found.encoder_parameters() / 1e6:5.1f} M  {cached}  {found.official_location}")
+        return EXIT_OK
+    if not args.names:
+        raise ValueError(f"name the checkpoints to download ({', '.join(RELEASES)}) or `all`")
+    names = list(RELEASES) if "all" in args.names else [release(name).name for name in args.names]
+    failed = 0
+    for name in names:
+        try:
+            path = cached_release(RELEASES[name], offline=False, cache=folder, progress=not args.quiet, rehash=True)
+        except (DownloadError, CheckpointError) as error:
+            print(f"atst download: {name}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {path} (verified)")
+    return EXIT_SKIPPED if failed else EXIT_OK
+
+
+def _offline_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--offline", action="store_true",
+                         help="never touch the network: a released checkpoint must be in the cache already "
+                              "(also ATST_OFFLINE=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atst", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed audio files or folders (wav/flac/ogg, any sample rate)")
     embed.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively; "
                        f"{', '.join(suffix.lstrip('.') for suffix in AUDIO_SUFFIXES)})")
-    embed.add_argument("--ckpt", required=True, help="checkpoint (official .ckpt, DINO-style, or atst export)")
+    embed.add_argument("--ckpt", required=True, help="checkpoint file (official .ckpt, DINO-style, or atst export) "
+                       f"or a released checkpoint's name ({', '.join(RELEASES)})")
     embed.add_argument("--out", required=True, help="output folder; mirrors the input folder structure")
     embed.add_argument("--mode", choices=MODES, default="hear")
     embed.add_argument("--n-blocks", type=int, default=12, help="read out the last N blocks (default 12)")
@@ -104,27 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--overwrite", action="store_true",
                        help="redo files whose outputs a previous run completed (default: keep them)")
     embed.add_argument("--quiet", action="store_true", help="no progress bars")
+    _offline_option(embed)
     embed.set_defaults(func=_cmd_embed)
 
     export = commands.add_parser("export", help="write the encoder as safetensors (no pickle, no Lightning)")
-    export.add_argument("ckpt")
+    export.add_argument("ckpt", help="checkpoint file or released checkpoint name")
     export.add_argument("out")
     export.add_argument("--branch", choices=BRANCHES, default="teacher")
     export.add_argument("--force", action="store_true", help="replace an existing output file")
+    _offline_option(export)
     export.set_defaults(func=_cmd_export)
 
     info = commands.add_parser("info", help="family, architecture, parameter count and contents of a checkpoint")
-    info.add_argument("ckpt")
+    info.add_argument("ckpt", help="checkpoint file or released checkpoint name")
     info.add_argument("--json", action="store_true")
+    _offline_option(info)
     info.set_defaults(func=_cmd_info)
+
+    download = commands.add_parser("download", help="fetch released checkpoints into the cache ahead of time "
+                                                    "(for machines without network)")
+    download.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(RELEASES)} or all")
+    download.add_argument("--cache", default=None, help="cache folder (default: $ATST_CACHE, else "
+                                                        "<torch hub dir>/atst)")
+    download.add_argument("--list", action="store_true", help="list the released checkpoints and exit")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(func=_cmd_download)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "ckpt", None):
+            # fetch a released checkpoint (or refuse, offline) before any work; the command then finds it cached
+            resolve_checkpoint(args.ckpt, offline=True if args.offline else None)
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError) as error:
+    except (FileNotFoundError, ValueError, TypeError, DownloadError) as error:
         print(f"atst {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -2,8 +2,9 @@
 is flushed and fsynced, then renamed over the target, so a kill at any moment leaves either the previous complete
 file or the new complete file under the final name, never a stub.
 
-Temporary names are `.<name>.tmp-<pid>-<random>`; `remove_stale_temporaries` deletes only those whose writing
-process is gone. New files get the permissions of an ordinary file (0666 minus the umask).
+A file another program wrote completely into a staging name in the target's folder (a download) lands with
+`move_into_place`. Temporary names are `.<name>.tmp-<pid>-<random>`; `remove_stale_temporaries` deletes only those
+whose writing process is gone. New files get the permissions of an ordinary file (0666 minus the umask).
 """
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def _create(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
+def move_into_place(source: PathLike, path: PathLike) -> Path:
+    """Make the complete file `source` (written elsewhere, e.g. by a downloader, in `path`'s folder) appear under
+    `path`: fsync it, rename it over `path`, fsync the folder. Returns `path`."""
+    source, path = Path(source), Path(path)
+    with open(source, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, path)
+    _fsync_directory(path.parent)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path to write (by any library that takes a file name); on success it is fsynced and
@@ -56,10 +68,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, mode)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        move_into_place(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

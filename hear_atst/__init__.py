@@ -1,6 +1,7 @@
 """HEAR 2021 API for ATST-Frame and ATST-Clip checkpoints.
 
-    model = hear_atst.load_model("atstframe_base.ckpt")            # family detected from the file
+    model = hear_atst.load_model("atstframe_base")                 # a released checkpoint, downloaded once
+    model = hear_atst.load_model("my_run/last.ckpt")               # or any file; family detected from it
     scene = hear_atst.get_scene_embeddings(audio, model)            # [B, N] float32 16 kHz -> [B, S]
     emb, ts = hear_atst.get_timestamp_embeddings(audio, model)      # -> [B, T, E], [B, T] (ms, token centres)
 
@@ -16,26 +17,24 @@ from typing import Tuple
 from torch import Tensor
 
 from atst import Embedder, load_embedder
+from atst.releases import RELEASES
 
 CHECKPOINT_ENV = "ATST_CHECKPOINT"
-RELEASES = (
-    "ATST-Frame: https://github.com/Audio-WestlakeU/audiossl/tree/main/audiossl/methods/atstframe "
-    "(atstframe_base.ckpt, atstframe_small.ckpt); ATST-Clip: https://github.com/Audio-WestlakeU/audiossl/"
-    "tree/main/audiossl/methods/atst"
-)
 
 
 def load_model(model_file_path: str = "", mode: str = "hear", n_blocks: int = 12, **options) -> Embedder:
-    """Load an ATST checkpoint (any family `atst` reads) as a HEAR model in eval mode.
+    """Load an ATST checkpoint (any family `atst` reads, or a released one by name: `atstframe_base`, ...) as a
+    HEAR model in eval mode. A name is downloaded once into the cache (`$ATST_CACHE`) and verified.
 
     The returned module has `sample_rate == 16000` and the Python-int attributes `scene_embedding_size` and
-    `timestamp_embedding_size` (the true output widths). An empty path falls back to `$ATST_CHECKPOINT`.
+    `timestamp_embedding_size` (the true output widths). An empty path falls back to `$ATST_CHECKPOINT` (a path or
+    a name).
     """
     path = model_file_path or os.environ.get(CHECKPOINT_ENV, "")
     if not path:
         raise FileNotFoundError(
-            f"no ATST checkpoint given: pass its path (hear-validator hear_atst --model CKPT, or heareval "
-            f"--model CKPT) or set ${CHECKPOINT_ENV}. Released checkpoints are linked from {RELEASES}"
+            f"no ATST checkpoint given: pass its path or a released name ({', '.join(RELEASES)}) "
+            f"(hear-validator hear_atst --model CKPT, or heareval --model CKPT) or set ${CHECKPOINT_ENV}"
         )
     return load_embedder(str(path), mode=mode, n_blocks=n_blocks, **options)
 

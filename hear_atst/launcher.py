@@ -1,7 +1,7 @@
 """`atst-hear`: the stock HEAR harness (validator, embeddings runner, predictions runner) run in-process.
 
-    atst-hear validate --model CKPT                         # hearvalidator's checks, "Looks good!"
-    atst-hear embed --model CKPT --tasks-dir TASKS          # heareval embeddings runner
+    atst-hear validate --model atstframe_base               # hearvalidator's checks, "Looks good!"
+    atst-hear embed --model CKPT --tasks-dir TASKS          # heareval embeddings runner (CKPT: file or name)
     atst-hear predict embeddings/hear_atst/*                # heareval predictions runner (PL 2 / torch >= 2.6)
     atst-hear make-tasks TASKS --size small                 # generated tasks in the hear-preprocess layout
     atst-hear make-corpus CORPUS --n-clips 64               # unlabelled generated clips for pre-training
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 from atst.flags import parse_bool
+from atst.hub import resolve_checkpoint
 from atst.synthetic import cli as synthetic_cli
 
 from .compat import apply_prediction_compat, select_tensorflow
@@ -52,10 +53,18 @@ def _json_dict(value: str) -> str:
     return value
 
 
-def _existing_file(value: str) -> str:
-    if not Path(value).is_file():
+def _checkpoint(value: str) -> str:
+    """A checkpoint file, or a released checkpoint's name resolved to its cached file (downloaded first if needed:
+    the stock runners take an existing path); "" stays "" (the default: $ATST_CHECKPOINT)."""
+    if not value:
+        return value
+    try:
+        path = resolve_checkpoint(value)
+    except (OSError, ValueError) as error:  # unknown name, offline and not cached, download or verification failed
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not path.is_file():
         raise argparse.ArgumentTypeError(f"checkpoint {value!r} does not exist (or is not a file)")
-    return value
+    return str(path)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -146,14 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run hear-validator's checks in-process")
     p.add_argument("--module", default=DEFAULT_MODULE, help="HEAR module to validate (default hear_atst)")
-    p.add_argument("--model", "-m", default="", help="checkpoint file (default: $ATST_CHECKPOINT)")
+    p.add_argument("--model", "-m", default="", type=_checkpoint,
+                   help="checkpoint file or released name, e.g. atstframe_base (default: $ATST_CHECKPOINT)")
     p.add_argument("--device", "-d", default=None, help="cpu or cuda (default: cuda if available)")
     tensorflow_option(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("embed", help="run heareval's embeddings runner in-process")
     p.add_argument("--module", default=DEFAULT_MODULE)
-    p.add_argument("--model", "-m", default=None, type=_existing_file, help="checkpoint file")
+    p.add_argument("--model", "-m", default=None, type=_checkpoint,
+                   help="checkpoint file or released name, e.g. atstframe_base")
     p.add_argument("--tasks-dir", default="tasks")
     p.add_argument("--task", default="all", help="one task directory name, or all")
     p.add_argument("--embeddings-dir", default="embeddings")

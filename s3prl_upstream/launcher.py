@@ -1,6 +1,8 @@
 """`atst-s3prl` (and `python -m s3prl_upstream`): s3prl's `run_downstream` with `atst_frame` registered.
 
-Every run_downstream flag is passed through unchanged. Three conveniences, each printed when it applies:
+Every run_downstream flag is passed through unchanged. Four conveniences, each printed when it applies:
+* `-u atst_frame -k NAME` with a released checkpoint's name (`atstframe_base`, ...) downloads it once into the
+  cache (or finds it there) before s3prl starts, and passes the cached file on;
 * `-c NAME` where NAME is not a file but a shipped config (`speech_commands`, `KS`, ...) uses the shipped file;
 * a new experiment (no `-e`/`-a`) without `-c` uses the shipped config of `-d` when there is one (s3prl's own
   default, `./downstream/<d>/config.yaml`, exists only in a clone of the s3prl repository);
@@ -12,6 +14,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from atst.hub import requested_release, resolve_checkpoint
+
+from .hubconf import ENTRIES
 from .tasks import TASKS, config_path
 
 
@@ -30,9 +35,27 @@ def _value(argv: Sequence[str], index: int) -> str:
     return arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
 
 
+def _resolve_release(argv: list) -> None:
+    """Replace the `-k NAME` of an atst upstream by the cached file of that released checkpoint (fetched first)."""
+    upstream_at, ckpt_at = _find(argv, "-u", "--upstream"), _find(argv, "-k", "--upstream_ckpt")
+    if upstream_at is None or ckpt_at is None or _value(argv, upstream_at) not in ENTRIES:
+        return
+    name = _value(argv, ckpt_at)
+    try:
+        if requested_release(name) is None:
+            return
+        path = str(resolve_checkpoint(name))
+    except (OSError, ValueError) as error:  # unknown name, offline and not cached, download or verification failed
+        raise SystemExit(f"atst-s3prl: -k {name}: {error}") from None
+    argv[ckpt_at] = path if not argv[ckpt_at].startswith("--") else f"--upstream_ckpt={path}"
+    print(f"[atst-s3prl] - -k {name}: using the released checkpoint {path}")
+
+
 def prepare_argv(argv: Sequence[str], cuda_available: Optional[bool] = None) -> list:
-    """Resolve shipped configs and the default device; everything else is returned unchanged."""
+    """Resolve released checkpoint names, shipped configs and the default device; everything else is returned
+    unchanged."""
     argv = list(argv)
+    _resolve_release(argv)
     config_at = _find(argv, "-c", "--config")
     resuming = _find(argv, "-e", "--past_exp") is not None or "-a" in argv or "--auto_resume" in argv
     if config_at is not None:

@@ -5,18 +5,25 @@ Helpers are plain functions (`from conftest import write_test_wav`); fixtures wr
 """
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import socket
+import threading
 import wave
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from atst.audio_io import SAMPLE_RATE
+from atst.releases import release
 from atst.synthetic import harmonic_tone, write_official_checkpoint
+from atst.synthetic.checkpoints import HPARAMS, LIGHTNING_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 # A RIFF/WAVE header followed by garbage: every decoder must reject it with an error naming the file
@@ -25,8 +32,9 @@ CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5, 44100, 2),
                ("sub/noise8k.ogg", 3.0, 8000, 1))
 
-__all__ = ["CORRUPT_WAV", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise", "pcm16_rms",
-           "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_test_wav", "write_tone_clips"]
+__all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise",
+           "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_release_layout",
+           "write_test_wav", "write_tone_clips"]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -149,3 +157,121 @@ def tiny_clip_ckpt(tmp_path_factory) -> Path:
     """A random-weight tiny ATST-Clip checkpoint in the official Lightning layout (train_len 6 s)."""
     return write_official_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_clip.ckpt", arch="tiny",
                                      family="clip", seed=0)
+
+
+def write_release_layout(path: Union[str, Path], name: str, shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
+                         dino: bool = False, optimizer_mb: float = 0.0) -> Path:
+    """A checkpoint with exactly the tensor names, shapes and dtypes of the released `name` (its manifest) in the
+    official Lightning layout, `shapes` replacing some shapes, in about 100 kB: every tensor is one value broadcast
+    to its shape (weights 0.01, LayerNorm scales and BN variances 1), so it loads but embeds nothing useful.
+    `dino`: the DINO-style layout instead (`teacher` / `student` with `module.backbone.` encoder keys, the heads as
+    `module.head.*`, `args` a Namespace). `optimizer_mb`: an optimizer moment of that many MB, as training files
+    carry (a file large enough to be cut half-way through a download)."""
+    state = {}
+    for key, shape, dtype in release(name).manifest():
+        shape = tuple((shapes or {}).get(key, shape))
+        value = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "norm_frame.weight", "norm.weight",
+                                     "running_var")) else 0.01
+        state[key] = torch.full((1,) * len(shape), value, dtype=getattr(torch, dtype)).expand(shape)
+    family = release(name).family
+    if dino:
+        def branch(prefix: str) -> dict:
+            encoder = {f"module.backbone.{k[len(prefix) + 9:]}": v for k, v in state.items()
+                       if k.startswith(prefix + ".encoder.")}
+            head = {f"module.head.{k[len(prefix) + 11:]}": v for k, v in state.items()
+                    if k.startswith(prefix + ".projector.")}
+            return {**encoder, **head}
+        checkpoint = {"teacher": branch("model.teacher"), "student": branch("model.student"), "epoch": 0,
+                      "args": argparse.Namespace(arch=release(name).arch, train_len=6.0)}
+    else:
+        checkpoint = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": LIGHTNING_VERSION,
+                      "state_dict": state, "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [],
+                      "hparams_name": "kwargs", "hyper_parameters": {**HPARAMS[family], "arch": release(name).arch}}
+    if optimizer_mb:
+        moment = torch.arange(int(optimizer_mb * 2 ** 18), dtype=torch.float32)
+        checkpoint["optimizer_states"] = [{"state": {0: {"exp_avg": moment}}, "param_groups": []}]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread that serves files with Range support and records every request.
+
+    `serve(route, path)` publishes a file; `drop_after=N` sends the full Content-Length but closes the connection
+    after N bytes, on the first `drops` plain (non-Range) requests; `content_type` sets the header (an HTML page);
+    `ranges=False` answers every request with the whole file, as servers without Range support do.
+    `requests` lists (route, Range header or None) in arrival order.
+    """
+
+    def __init__(self) -> None:
+        self.routes: Dict[str, dict] = {}
+        self.requests: List[Tuple[str, Optional[str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
+
+    def serve(self, route: str, path: Union[str, Path], drop_after: Optional[int] = None, drops: int = 1,
+              content_type: str = "application/octet-stream", ranges: bool = True) -> str:
+        """Publish the file at `path` under `route`; returns its URL."""
+        self.routes[route] = dict(data=Path(path).read_bytes(), drop_after=drop_after, drops=drops,
+                                  content_type=content_type, ranges=ranges)
+        return self.url(route)
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        route = request.path.lstrip("/")
+        byte_range = request.headers.get("Range")
+        self.requests.append((route, byte_range))
+        entry = self.routes.get(route)
+        if entry is None:
+            request.send_error(404)
+            return
+        data, start = entry["data"], 0
+        if entry["ranges"] and byte_range and byte_range.startswith("bytes=") and byte_range.endswith("-"):
+            start = int(byte_range[len("bytes="):-1])
+            request.send_response(206)
+            request.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            request.send_response(200)
+        request.send_header("Content-Type", entry["content_type"])
+        request.send_header("Content-Length", str(len(data) - start))
+        request.send_header("ETag", '"fixed"')
+        request.end_headers()
+        body = data[start:]
+        try:
+            if entry["drop_after"] is not None and start == 0 and entry["drops"] > 0:
+                entry["drops"] -= 1
+                request.wfile.write(body[:entry["drop_after"]])
+                request.wfile.flush()
+                request.connection.shutdown(socket.SHUT_RDWR)
+                request.close_connection = True
+                return
+            request.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (gdown resumes elsewhere)
+            pass
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def loopback():
+    """A `LoopbackServer` for one test."""
+    server = LoopbackServer()
+    yield server
+    server.close()

@@ -7,6 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,6 +168,21 @@ def test_malicious_pickle_is_never_executed(tmp_path, monkeypatch):
         with pytest.raises(CheckpointError, match="refusing to load|could not read"):
             load_checkpoint(tmp_path / name)
     assert not (tmp_path / "EXPLOITED_MARKER").exists()
+
+
+def test_numpy_numbers_load_and_other_numpy_objects_are_refused(tiny_frame_ckpt, tmp_path):
+    # training scripts log metrics as NumPy numbers (a callback's best score, a learning rate); arrays, strings and
+    # object or structured values have no place in a checkpoint and stay refused
+    checkpoint = torch.load(tiny_frame_ckpt, weights_only=True)
+    checkpoint["callbacks"] = {"ModelCheckpoint": {"best_model_score": np.float64(0.25), "step": np.int64(3)}}
+    checkpoint["hyper_parameters"]["learning_rate"] = np.float64(0.001)
+    torch.save(checkpoint, tmp_path / "numbers.ckpt")
+    assert load_checkpoint(tmp_path / "numbers.ckpt").hyper_parameters["learning_rate"] == 0.001
+    for value in (np.arange(3), np.str_("x"), np.array([object()], dtype=object), np.void(b"ab")):
+        checkpoint["callbacks"] = {"ModelCheckpoint": {"value": value}}
+        torch.save(checkpoint, tmp_path / "other.ckpt")
+        with pytest.raises(CheckpointError, match="refusing to load"):
+            load_checkpoint(tmp_path / "other.ckpt")
 
 
 def test_pickle_that_is_not_a_checkpoint(tmp_path):
