@@ -25,6 +25,7 @@ from atst.synthetic import harmonic_tone
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 900
+STOP_TIMEOUT = 300  # from a stop signal to the end of the run (generous: one step, a save, the curves)
 COLLAPSE_STD = 0.01
 
 
@@ -208,8 +209,7 @@ def interrupted_run(flags: list[str], at_step: int, interrupt) -> tuple[int, str
     try:
         wait_for_step(process, lines, at_step)
         interrupt(process)
-        lines += process.stdout.readlines()
-        process.wait(timeout=RUN_TIMEOUT)
+        lines.append(process.communicate(timeout=STOP_TIMEOUT)[0])  # a rank that missed the stop would hang
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -261,6 +261,26 @@ def test_sigterm_to_the_launching_process_alone_stops_the_run_with_a_checkpoint(
                                                 progress_every=1, num_workers=0), 2,
                                      lambda process: process.send_signal(signal.SIGTERM))
     assert check_stopped(save, status, output, signal.SIGTERM) >= 2
+
+
+def test_a_checkpoint_of_step_n_holds_the_teacher_of_step_n(corpus, tmp_path):
+    # --ema 0 and a far --max_steps make the momentum of the first steps ~2e-7: the teacher is the student once
+    # the EMA update of a step has run, a step of Adam (~1e-4) away from it before. The run is stopped as a batch
+    # system stops a job: SIGTERM to every process, data-loader workers included.
+    save = tmp_path / "run"
+    status, output = interrupted_run(tiny_flags(corpus, save, steps=10000, ema=0.0, keep_every_steps=2,
+                                                ckpt_every_steps=1000, progress_every=1, num_workers=2), 3,
+                                     lambda process: os.killpg(process.pid, signal.SIGTERM))
+    stopped = check_stopped(save, status, output, signal.SIGTERM)
+    kept = sorted(save.glob("checkpoint-step=*.ckpt"))
+    assert [read_ckpt(path)["global_step"] for path in kept] == list(range(2, stopped + 1, 2))
+    for path in (kept[0], save / "last.ckpt"):  # periodic, and written on the stop
+        state = read_ckpt(path)["state_dict"]
+        teacher = {k: v for k, v in state.items() if k.startswith("model.teacher.encoder.")}
+        assert teacher
+        for key, value in teacher.items():
+            student = state[key.replace("model.teacher.", "model.student.")]
+            assert torch.allclose(value, student, rtol=0, atol=1e-6), (path.name, key)
 
 
 def test_torchrun_two_nodes_on_loopback(corpus, tmp_path):
