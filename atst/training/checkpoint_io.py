@@ -53,9 +53,9 @@ def _need(path: Path, key: str, value: object, kind: type, what: str) -> None:
         raise ValueError(f"{path}: {key} must be {what}, found {_found(value)}")
 
 
-def check_training_checkpoint(path: Path, checkpoint: object) -> dict[str, Any]:
-    """`checkpoint` (what `path` holds) if a training run can resume from it, else ValueError naming the file and
-    the key: a dict whose `state_dict` maps names to tensors, whose `optimizer_states` is a list of optimizer states
+def check_training_checkpoint(path: Path, checkpoint: object) -> None:
+    """ValueError naming the file and the key unless `checkpoint` (what `path` holds) is one a training run can
+    resume from: a dict whose `state_dict` maps names to tensors, whose `optimizer_states` is a list of optimizer states
     (`{"state": dict, "param_groups": [{"params": [...], ...}, ...]}`), and whose `hyper_parameters`, `loops`,
     `callbacks` (dicts), `lr_schedulers` (list), `global_step` and `epoch` (ints >= 0) have those types when
     present."""
@@ -87,7 +87,6 @@ def check_training_checkpoint(path: Path, checkpoint: object) -> dict[str, Any]:
             _need(path, repr(key), checkpoint[key], kind, what)
             if kind is int and checkpoint[key] < 0:
                 raise ValueError(f"{path}: {key!r} must be {what}, found {checkpoint[key]}")
-    return checkpoint
 
 
 def check_checkpoint_fits(path: Path, checkpoint: dict[str, Any], model: torch.nn.Module,

@@ -67,8 +67,11 @@ class StopOnSignal(Callback):
             self._abort(signum)
         self.received = signum
         if self._announce:  # os.write: print() is not safe inside a signal handler
-            os.write(2, (f"\n{_name(signum)} received: finishing the current step, then writing {self.path} "
-                         f"(send it again to stop at once, without saving)\n").encode())
+            try:
+                os.write(2, (f"\n{_name(signum)} received: finishing the current step, then writing {self.path} "
+                             f"(send it again to stop at once, without saving)\n").encode())
+            except OSError:  # no stderr to tell: the stop goes on all the same
+                pass
 
     def _abort(self, signum: int) -> None:
         launcher = getattr(self._trainer.strategy, "launcher", None) if self._trainer is not None else None

@@ -118,5 +118,5 @@ def claim_save_path(save_path: Path, take_lock: bool) -> Optional[RunLock]:
     except SavePathInUse:
         raise
     except OSError as error:
-        raise ValueError(f"--save_path {save_path}: cannot create its lock file {LOCK_NAME} "
-                         f"({type(error).__name__}: {error})") from None
+        raise ValueError(f"--save_path {save_path} cannot be locked for this run ({save_path / LOCK_NAME}: "
+                         f"{type(error).__name__}: {error})") from None
