@@ -1,5 +1,7 @@
 """`python -m pretrain ...` is `atst-pretrain ...`."""
+import sys
+
 from pretrain.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

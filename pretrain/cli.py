@@ -4,7 +4,9 @@
     atst-pretrain --method frame ...          (the default; the method's own flags follow its name)
     atst-pretrain plot SAVE_PATH [--out curves.png]
 
-Restarting the same command resumes from SAVE_PATH/last.ckpt (a larger --max_steps trains longer). Works
+Restarting the same command resumes from SAVE_PATH/last.ckpt (a larger --max_steps trains longer). Ctrl-C
+(SIGINT) or SIGTERM stops after the current step with last.ckpt written at that step (exit status 130 / 143); a
+second signal stops at once. One run at a time per SAVE_PATH (a second one is refused, naming the first). Works
 launched plainly (Lightning starts --nproc processes), under torchrun (one process per device; --nproc and
 --num_nodes default to torchrun's --nproc_per_node / --nnodes; write `-m pretrain -- --nproc ...` if you pass
 them, since torchrun would read `--nproc` as its own abbreviated option) and under SLURM (srun, one task per
@@ -18,12 +20,13 @@ import sys
 from typing import Optional, Sequence
 
 from atst.encoder import ARCHS
-from atst.training.config import RunConfig, add_run_arguments, run_config_from_args
+from atst.training.config import RunConfig, add_run_arguments, check_flag, run_config_from_args
 from atst.training.launch import tensorboard_without_tensorflow
 
 from .methods import DEFAULT_METHOD, METHODS, PretrainMethod, get_method
 
 PROG = "atst-pretrain"
+MAX_PROJECTOR_HIDDEN = 65536
 
 
 def _method_name(argv: Sequence[str]) -> str:
@@ -67,14 +70,15 @@ def check_args(args: argparse.Namespace) -> RunConfig:
     run config (devices and nodes filled from the launcher)."""
     try:
         run = run_config_from_args(args)
-        if args.batch_size_per_gpu < 1:
-            raise ValueError("--batch_size_per_gpu must be >= 1")
+        check_flag("--batch_size_per_gpu", args.batch_size_per_gpu, 1, integer=True)
         if not 0 <= args.warmup_steps <= args.max_steps:
             raise ValueError(f"need 0 <= --warmup_steps <= --max_steps, got {args.warmup_steps} / {args.max_steps}")
-        if not 0.0 <= args.ema <= 1.0:
-            raise ValueError(f"--ema must lie in [0, 1], got {args.ema}")
-        if args.subset < 0:
-            raise ValueError(f"--subset must be >= 0 (0 = the whole corpus), got {args.subset}")
+        check_flag("--ema", args.ema, 0.0, 1.0, note="initial teacher momentum")
+        check_flag("--subset", args.subset, 0, integer=True, note="0 = the whole corpus")
+        check_flag("--learning_rate", args.learning_rate, 0.0, low_open=True,
+                   note="per 256 samples, before the scaling by devices x batch / 256")
+        check_flag("--collapse_std", args.collapse_std, 0.0)
+        check_flag("--projector_hidden", args.projector_hidden, 1, MAX_PROJECTOR_HIDDEN, integer=True)
         get_method(args.method).check(args)
     except ValueError as error:
         raise _fail(error) from None
@@ -93,34 +97,53 @@ def hyper_parameters(args: argparse.Namespace, run: RunConfig) -> dict:
 
 
 def train(argv: Sequence[str]) -> int:
+    """Check the flags, claim --save_path (created, writable, locked by the run's rank-0 process), train; returns
+    the exit status (130 / 143 on rank 0 when SIGINT / SIGTERM stopped the run)."""
     method: PretrainMethod = get_method(_method_name(argv))
     args = build_parser(method.name).parse_args(argv)
     run = check_args(args)
     hp = hyper_parameters(args, run)
+    from atst.training.launch import launch_rank
+    from atst.training.run_folder import claim_save_path
+
+    try:
+        lock = claim_save_path(run.save_path, take_lock=launch_rank(run.devices) == 0)
+    except ValueError as error:
+        raise _fail(error) from None
+    try:
+        return _fit(args, run, hp, method)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(args: argparse.Namespace, run: RunConfig, hp: dict, method: PretrainMethod) -> int:
     tensorboard_without_tensorflow()
     from atst.training.lightning import pl, rank_zero_info
 
     from atst.fileio import remove_stale_temporaries
     from atst.training.checkpoint_io import resume_point
     from atst.training.corpus import resolve_corpus
+    from atst.training.interrupt import exit_status
     from atst.training.launch import build_trainer
 
-    from .datamodule import PretrainData
+    from .datamodule import PretrainData, check_corpus_size
     from .module import TeacherStudentPretrain
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         corpus = resolve_corpus(args.data_path)
+        check_corpus_size(corpus, hp, run.world_size)
     except (FileNotFoundError, ValueError) as error:
-        raise _fail(error) from None
-    run.save_path.mkdir(parents=True, exist_ok=True)
-    try:
-        resume = resume_point(run.save_path, hp, ("method", *method.structural_flags))
-    except ValueError as error:
         raise _fail(error) from None
 
     pl.seed_everything(run.seed, workers=True, verbose=False)
     module = TeacherStudentPretrain(**hp)
+    try:
+        resume = resume_point(run.save_path, hp, ("method", *method.structural_flags), model=module,
+                              optimizers=[module.configure_optimizers()])
+    except ValueError as error:
+        raise _fail(error) from None
     trainer = build_trainer(run)
     if trainer.is_global_zero:
         remove_stale_temporaries(run.save_path)
@@ -132,7 +155,7 @@ def train(argv: Sequence[str]) -> int:
         + (f"; resuming from {resume[0]} at step {resume[1]}" if resume else ""))
     trainer.fit(module, datamodule=PretrainData(corpus, hp, method), ckpt_path=str(resume[0]) if resume else None,
                 weights_only=True)
-    return 0
+    return exit_status(trainer)
 
 
 def plot_main(argv: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from atst.fileio import atomic_write_text
+from atst.training.corpus_datasets import SkippedFiles
 from atst.training.distributed import gather_objects, global_std
 from atst.training.lightning import pl, rank_zero_info, rank_zero_warn
 from atst.training.optim import official_adamw, set_learning_rate
@@ -34,10 +35,9 @@ class TeacherStudentPretrain(pl.LightningModule):
         self.save_hyperparameters()
         self.method = get_method(self.hparams.get("method", DEFAULT_METHOD))
         self.model = self.method.build_model(self.hparams)
-        self._step_before_batch = 0
         self._last_batch_time: Optional[float] = None
         self._last_collapse_warning = -COLLAPSE_WARN_EVERY
-        self.skipped_files: set[str] = set()
+        self.skipped = SkippedFiles()  # warns once per file
 
     # ------------------------------------------------------------------------------------------------ optim
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -52,9 +52,6 @@ class TeacherStudentPretrain(pl.LightningModule):
         }
 
     # ------------------------------------------------------------------------------------------------ steps
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        self._step_before_batch = self.global_step
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         schedules = self.current_schedules(self.global_step)
         optimizer = self.trainer.optimizers[0]
@@ -63,7 +60,7 @@ class TeacherStudentPretrain(pl.LightningModule):
 
         out = self.model.step(batch)
         std_tea, std_stu = global_std(out.teacher_out), global_std(out.student_out)
-        self.skipped_files.update(batch.get("skipped", []))
+        self.skipped.note(batch.get("skipped", []))
 
         now = time.perf_counter()
         tea_name, stu_name = self.method.std_names
@@ -75,7 +72,7 @@ class TeacherStudentPretrain(pl.LightningModule):
             metrics["step_time"] = seconds
         self._last_batch_time = now
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=out.clips)
-        self.log("skipped_files", float(len(self.skipped_files)), on_step=True, on_epoch=False,
+        self.log("skipped_files", float(len(self.skipped)), on_step=True, on_epoch=False,
                  reduce_fx="sum", sync_dist=True, batch_size=1)
         self.log("std", torch.minimum(std_tea, std_stu), prog_bar=True, on_step=True, on_epoch=False,
                  logger=False, batch_size=1)
@@ -95,19 +92,20 @@ class TeacherStudentPretrain(pl.LightningModule):
                 f"--warmup_steps or a higher --ema"
             )
 
-    def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
-        if self.global_step == self._step_before_batch:  # accumulating: no optimizer step yet
-            return
-        # the counter has already moved to the next step (as in the official code): m(step + 1), defined up to and
-        # including max_steps (the official table ran one past its end here)
-        momentum = ema_momentum(self.global_step, self.hparams.ema, self.hparams.max_steps)
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The teacher follows each optimizer step here rather than in on_train_batch_end, which Lightning calls
+        # after the callbacks: a checkpoint written at step N (periodic or on a signal) then holds the teacher of
+        # step N. global_step counts this step once the hook returns, so the momentum is m(step + 1), the official
+        # code's value, defined up to and including max_steps (the official table ran one past its end here).
+        momentum = ema_momentum(self.global_step + 1, self.hparams.ema, self.hparams.max_steps)
         self.model.update_teacher(momentum)
         self.log("ema", momentum, on_step=True, on_epoch=False, batch_size=1)
 
     # ------------------------------------------------------------------------------------------- reporting
     def gathered_skipped_files(self) -> list[str]:
         """Undecodable files seen by any rank (a collective call under DDP)."""
-        return sorted({path for part in gather_objects(sorted(self.skipped_files)) for path in part})
+        return sorted({path for part in gather_objects(sorted(self.skipped.names)) for path in part})
 
     def on_train_end(self) -> None:
         files = self.gathered_skipped_files()

@@ -1,4 +1,5 @@
-"""End-to-end pre-training runs on CPU: 2-process DDP (gloo), kill -9 and resume, torchrun with two 'nodes'.
+"""End-to-end pre-training runs on CPU: 2-process DDP (gloo), kill -9 and resume, Ctrl-C / SIGTERM (stop with a
+checkpoint, then resume), one run per save path, torchrun with two 'nodes'.
 
 Runs are tiny (tiny arch, 1 s crops, batch 2) and use free loopback ports chosen at run time.
 """
@@ -24,6 +25,7 @@ from atst.synthetic import harmonic_tone
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 900
+STOP_TIMEOUT = 300  # from a stop signal to the end of the run (generous: one step, a save, the curves)
 COLLAPSE_STD = 0.01
 
 
@@ -89,6 +91,9 @@ def ddp_run(corpus, tmp_path_factory):
 def test_ddp_two_processes_finish_report_skipped_file_and_write_a_loadable_checkpoint(ddp_run, corpus):
     save, output = ddp_run
     assert "skipped 1 file(s) that could not be decoded" in output and "corrupt.wav" in output
+    # 30 steps are 10 epochs of this corpus: the bad file is warned about once per rank at most, not every epoch
+    warnings = [line for line in output.splitlines() if "skipping undecodable file" in line]
+    assert 1 <= len(warnings) <= 2 and all("corrupt.wav" in line for line in warnings), warnings
     assert (save / "skipped_files.txt").read_text().split() == [str(corpus / "corrupt.wav")]
     ckpt = read_ckpt(save / "last.ckpt")
     assert ckpt["global_step"] == 30
@@ -168,6 +173,114 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(corpus, tmp_path):
     run_pretrain(tiny_flags(manifest, save, steps=18, num_workers=0))
     assert read_ckpt(last)["global_step"] == 18
     assert not list(save.glob(".*.tmp-*"))
+
+
+def processes_of(save: Path) -> list[int]:
+    """PIDs of live processes whose command line names `save` (ranks and their data-loader workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(save).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for_step(process: subprocess.Popen, lines: list[str], step: int) -> None:
+    """Read the run's output into `lines` until its progress line reaches `step`."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError("the run ended early:\n" + "".join(lines[-60:]))
+        lines.append(line)
+        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= step:
+            return
+    raise AssertionError("no progress in time:\n" + "".join(lines[-60:]))
+
+
+def interrupted_run(flags: list[str], at_step: int, interrupt) -> tuple[int, str]:
+    """Start a run, call `interrupt(process)` once its progress line reaches `at_step`, read it to its end:
+    (exit status, output)."""
+    process = subprocess.Popen([sys.executable, "-m", "pretrain", *flags], cwd=REPO, env=env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    try:
+        wait_for_step(process, lines, at_step)
+        interrupt(process)
+        lines.append(process.communicate(timeout=STOP_TIMEOUT)[0])  # a rank that missed the stop would hang
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, "".join(lines)
+
+
+def check_stopped(save: Path, status: int, output: str, signum: signal.Signals) -> int:
+    """The step a signal stopped the run at, checked: exit status 128 + signum, no traceback, last.ckpt at that
+    step, no rank or worker left; from the `stopped by NAME after step N of M: ...` message."""
+    marker = f"stopped by {signum.name} after step "
+    assert status == 128 + signum and marker in output, output[-4000:]
+    step = int(output.split(marker)[1].split()[0])
+    assert "run the same command again to resume" in output and "Traceback" not in output
+    assert read_ckpt(save / "last.ckpt")["global_step"] == step
+    time.sleep(1)
+    assert not processes_of(save), "a rank or worker outlived the stop"
+    return step
+
+
+def test_ctrl_c_stops_every_rank_after_the_step_with_a_checkpoint_and_the_save_path_is_locked_meanwhile(
+        corpus, tmp_path):
+    save = tmp_path / "run"
+    refusals = []
+
+    def second_run_then_ctrl_c(process: subprocess.Popen) -> None:
+        refusals.append((process.pid, subprocess.run(
+            [sys.executable, "-m", "pretrain", *tiny_flags(corpus, save, steps=10)], cwd=REPO, env=env(),
+            capture_output=True, text=True, timeout=RUN_TIMEOUT)))
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every rank and worker gets it
+
+    # no periodic save before step 1000: a last.ckpt can only come from the stop
+    status, output = interrupted_run(tiny_flags(corpus, save, steps=400, nproc=2, ckpt_every_steps=1000,
+                                                progress_every=1), 3, second_run_then_ctrl_c)
+    pid, second = refusals[0]
+    assert second.returncode != 0
+    assert f"--save_path {save} is in use by another run (PID {pid} on host " in second.stderr
+    step = check_stopped(save, status, output, signal.SIGINT)
+    assert 3 <= step < 400
+    # the lock went with the run; the same command resumes from the stopping step
+    result = run_pretrain(tiny_flags(corpus, save, steps=step + 2, nproc=2, ckpt_every_steps=1000))
+    assert f"resuming from {save / 'last.ckpt'} at step {step}" in result.stdout + result.stderr
+    assert read_ckpt(save / "last.ckpt")["global_step"] == step + 2
+
+
+def test_sigterm_to_the_launching_process_alone_stops_the_run_with_a_checkpoint(corpus, tmp_path):
+    save = tmp_path / "run"
+    # rank 0 only gets it: rank 1 learns of it from the all-reduce after the step
+    status, output = interrupted_run(tiny_flags(corpus, save, steps=400, nproc=2, ckpt_every_steps=1000,
+                                                progress_every=1, num_workers=0), 2,
+                                     lambda process: process.send_signal(signal.SIGTERM))
+    assert check_stopped(save, status, output, signal.SIGTERM) >= 2
+
+
+def test_a_checkpoint_of_step_n_holds_the_teacher_of_step_n(corpus, tmp_path):
+    # --ema 0 and a far --max_steps make the momentum of the first steps ~2e-7: the teacher is the student once
+    # the EMA update of a step has run, a step of Adam (~1e-4) away from it before. The run is stopped as a batch
+    # system stops a job: SIGTERM to every process, data-loader workers included.
+    save = tmp_path / "run"
+    status, output = interrupted_run(tiny_flags(corpus, save, steps=10000, ema=0.0, keep_every_steps=2,
+                                                ckpt_every_steps=1000, progress_every=1, num_workers=2), 3,
+                                     lambda process: os.killpg(process.pid, signal.SIGTERM))
+    stopped = check_stopped(save, status, output, signal.SIGTERM)
+    kept = sorted(save.glob("checkpoint-step=*.ckpt"))
+    assert [read_ckpt(path)["global_step"] for path in kept] == list(range(2, stopped + 1, 2))
+    for path in (kept[0], save / "last.ckpt"):  # periodic, and written on the stop
+        state = read_ckpt(path)["state_dict"]
+        teacher = {k: v for k, v in state.items() if k.startswith("model.teacher.encoder.")}
+        assert teacher
+        for key, value in teacher.items():
+            student = state[key.replace("model.teacher.", "model.student.")]
+            assert torch.allclose(value, student, rtol=0, atol=1e-6), (path.name, key)
 
 
 def test_torchrun_two_nodes_on_loopback(corpus, tmp_path):

@@ -5,6 +5,8 @@ The shared training kit (schedules, optimizer groups, corpus, curves, run config
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ import torch
 from atst.encoder import arch_config
 from atst.training.optim import parameter_groups
 from pretrain.augment import Mixup, RandomResizeCrop, StudentAugment
-from pretrain.cli import build_parser, check_args, hyper_parameters
+from atst.training.run_folder import claim_save_path
+from pretrain.cli import build_parser, check_args, hyper_parameters, main
 from pretrain.masking import block_mask, make_mask, random_mask
 from pretrain.methods.frame import FrameATST, ViewMaker
 from conftest import SAMPLE_RATE
@@ -302,8 +305,76 @@ def test_cli_scales_lr_and_stores_every_flag():
     (["--patch_h", "32"], "patch_h"),
     (["--warmup_steps", "10", "--max_steps", "5"], "warmup_steps"),
     (["--precision", "16-mixed", "--accelerator", "cpu"], "16-mixed"),
+    (["--patch_w", "0"], r"--patch_w must be an integer in \[1, 64\] \(mel frames per token\), got 0$"),
+    (["--n_mels", "0", "--patch_h", "0"], r"--n_mels must be an integer in \[1, 512\], got 0$"),
+    (["--win_length", "0"], r"--win_length must be an integer in \[1, 1024\] .*, got 0$"),
+    (["--subset", "-5"], r"--subset must be an integer >= 0 \(0 = the whole corpus\), got -5$"),
+    # the value typed, not the one scaled by devices x batch / 256
+    (["--learning_rate", "-1", "--nproc", "4"], r"--learning_rate must be a finite number > 0 .*, got -1.0$"),
+    (["--learning_rate", "inf"], r"--learning_rate must be a finite number > 0 .*, got inf$"),
+    (["--anchor_len", "nan"], r"--anchor_len must be a finite number > 0 \(crop length in seconds\), got nan$"),
+    (["--anchor_len", "1", "--mask_len", "30"],
+     r"--mask_len must be an integer in \[1, 25\] \(tokens per mask span; a crop of --anchor_len 1.0 s has 25\), "
+     r"got 30$"),
+    (["--mask_ratio", "1"], r"--mask_ratio must be a finite number in \(0, 1\), got 1.0$"),
+    (["--mixup_bank", "0"], r"--mixup_bank must be an integer >= 1 .*, got 0$"),
+    (["--projector_hidden", "0"], r"--projector_hidden must be an integer in \[1, 65536\], got 0$"),
+    (["--collapse_std", "nan"], r"--collapse_std must be a finite number >= 0, got nan$"),
+    (["--ema", "1.5"], r"--ema must be a finite number in \[0, 1\] \(initial teacher momentum\), got 1.5$"),
+    (["--batch_size_per_gpu", "0"], r"--batch_size_per_gpu must be an integer >= 1, got 0$"),
 ])
 def test_cli_rejects_bad_flags(flags, message):
     args = build_parser().parse_args(["--data_path", "x", "--save_path", "y", *flags])
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(SystemExit, match=message) as refused:
         check_args(args)
+    assert str(refused.value).startswith("atst-pretrain: error: ")
+
+
+# ------------------------------------------------------------------------------------- refused before training
+@pytest.fixture
+def door_environment():
+    """The door sets PL_* seeding variables and logging in the process it runs in: put them back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _tiny(tone_corpus, save: Path, *extra: str) -> list[str]:
+    return ["--arch", "tiny", "--data_path", str(tone_corpus), "--save_path", str(save), "--accelerator", "cpu",
+            "--nproc", "1", "--batch_size_per_gpu", "2", "--anchor_len", "1", "--projector_hidden", "64",
+            "--max_steps", "4", "--warmup_steps", "1", "--num_workers", "0", *extra]
+
+
+def test_a_second_run_on_a_save_path_is_refused_before_any_work_naming_the_first(tone_corpus, tmp_path):
+    save = tmp_path / "run"
+    holder = claim_save_path(save, take_lock=True)  # the first run
+    try:
+        with pytest.raises(SystemExit, match=rf"^atst-pretrain: error: --save_path {save} is in use by another run "
+                                             rf"\(PID {os.getpid()} on host "):
+            main(_tiny(tone_corpus, save))
+    finally:
+        holder.release()
+    assert sorted(p.name for p in save.iterdir()) == ["run.lock"]  # no logs, no checkpoint
+
+
+def test_a_save_path_that_cannot_be_created_is_refused_up_front(tone_corpus, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match=rf"--save_path {tmp_path / 'file' / 'run'} cannot be created"):
+        main(_tiny(tone_corpus, tmp_path / "file" / "run"))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hyper_parameters", ["arch", "tiny"], r"'hyper_parameters' must be a dict, found list"),
+    ("optimizer_states", {"state": {}}, r"'optimizer_states' must be a list of optimizer states, found dict"),
+    ("optimizer_states", [{"state": {}, "param_groups": "all"}],
+     r"optimizer_states\[0\]\['param_groups'\] must be a list of parameter groups, found str 'all'"),
+])
+def test_a_mistyped_last_ckpt_is_refused_naming_the_file_and_the_key(tone_corpus, tmp_path, door_environment, key,
+                                                                     value, message):
+    save = tmp_path / "run"
+    save.mkdir()
+    torch.save({"state_dict": {}, "optimizer_states": [], "global_step": 3, key: value}, save / "last.ckpt")
+    with pytest.raises(SystemExit, match=rf"^atst-pretrain: error: {save / 'last.ckpt'}: {message}; it cannot be "
+                                         rf"resumed"):
+        main(_tiny(tone_corpus, save))

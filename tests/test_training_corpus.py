@@ -3,9 +3,11 @@ crops, the map-style and streaming datasets and their collate."""
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import sys
 import tarfile
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ import torch
 
 from atst.audio_io import AudioDecodeError, read_crop
 from atst.training.corpus import expand_braces, resolve_corpus, take_subset
-from atst.training.corpus_datasets import FileDataset, ShardDataset, collate
-from conftest import SAMPLE_RATE, subprocess_env, wav_bytes
+from atst.training import corpus_datasets
+from atst.training.corpus_datasets import FileDataset, ShardDataset, SkippedFiles, collate
+from conftest import CORRUPT_WAV, SAMPLE_RATE, subprocess_env, wav_bytes, write_test_wav
 from pretrain.methods.frame import ViewMaker
 
 
@@ -83,8 +86,8 @@ def test_shard_stream_splits_consumers_and_skips_corrupt_members(tmp_path):
         batch = collate(samples)
         assert batch["mel_t"].shape == (4, 64, 101) and batch["mask"].shape == (4, 25)
         assert bool((batch["valid_tokens"] <= 25).all())
-    skipped = [p for samples in seen for s in samples for p in s["skipped"]]
-    assert skipped and all(p.endswith("clip2.wav") for p in skipped)
+    skipped = [name for samples in seen for s in samples for name, _ in s["skipped"]]
+    assert skipped and all(name.endswith("clip2.wav") for name in skipped)
 
 
 def test_subset_is_a_random_spread_not_a_prefix():
@@ -122,7 +125,7 @@ def test_file_dataset_skips_undecodable_files_and_reports_them(tmp_path):
     bad.write_bytes(b"RIFF not really")
     dataset = FileDataset((str(bad), str(good)), ViewMaker(anchor_len=1.0, mask_len=2))
     sample = dataset[0]  # bad -> replaced by a random other file until one decodes
-    assert str(bad) in sample["skipped"] and sample["mel_t"].shape == (64, 101)
+    assert str(bad) in [name for name, _ in sample["skipped"]] and sample["mel_t"].shape == (64, 101)
     assert dataset[1]["skipped"] == []
     with pytest.raises(RuntimeError, match="could not be decoded"):
         FileDataset((str(bad),), ViewMaker(anchor_len=1.0, mask_len=2))[0]
@@ -133,3 +136,69 @@ def test_collate_stacks_tensors_numbers_and_concatenates_skipped():
     batch = collate(samples)
     assert batch["x"].shape == (3, 2, 3) and batch["n"].tolist() == [0, 1, 2] and batch["n"].dtype == torch.long
     assert batch["skipped"] == ["f1", "f2", "f2"]
+
+
+# ------------------------------------------------------------------------------------- skipped files, tar bounds
+def test_a_skipped_file_is_warned_about_once_per_run_however_often_it_is_met(tmp_path, caplog):
+    good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
+    good.write_bytes(wav_bytes(0.5, SAMPLE_RATE))
+    bad.write_bytes(CORRUPT_WAV)
+    dataset = FileDataset((str(bad), str(good)), ViewMaker(anchor_len=1.0, mask_len=2))
+    report = SkippedFiles()
+    with caplog.at_level(logging.WARNING, logger="atst.training.corpus"):
+        for _epoch in range(3):  # the loader meets the bad file every epoch
+            for index in range(len(dataset)):
+                report.note(collate([dataset[index]])["skipped"])
+    warnings = [r.getMessage() for r in caplog.records if "bad.wav" in r.getMessage()]
+    assert len(warnings) == 1 and "skipping undecodable file (reported once)" in warnings[0]
+    assert "Malformed" in warnings[0] or "cannot decode" in warnings[0]  # the reason travels with the name
+    assert report.names == {str(bad)} and len(report) == 1
+
+
+def _shard(path, members: dict) -> None:
+    with tarfile.open(path, "w") as archive:
+        for name, source in members.items():
+            if isinstance(source, bytes):
+                info = tarfile.TarInfo(name)
+                info.size = len(source)
+                archive.addfile(info, io.BytesIO(source))
+            else:
+                archive.add(source, arcname=name)
+
+
+def test_a_tar_member_over_the_size_limit_is_skipped_unread_and_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_datasets, "MAX_TAR_MEMBER_BYTES", 100_000)
+    shard = tmp_path / "000000.tar"
+    _shard(shard, {"a.wav": wav_bytes(0.5, 8000), "huge.wav": wav_bytes(4.0, SAMPLE_RATE),
+                   "b.wav": wav_bytes(0.5, 8000, seed=1)})
+    stream = iter(ShardDataset((str(shard),), ViewMaker(anchor_len=1.0, mask_len=2), shuffle_buffer=1))
+    samples = [next(stream) for _ in range(4)]
+    skipped = [entry for s in samples for entry in s["skipped"]]
+    assert skipped and {name for name, _ in skipped} == {f"{shard}:huge.wav"}
+    assert "tar member of 128044 bytes is larger than the limit of 100000 bytes" in skipped[0][1]
+
+
+def test_tar_members_are_decoded_from_the_stream_without_reading_one_whole(tmp_path, monkeypatch):
+    # a 20 MB member; the decoder may hold 1 MiB of it (the spool spills to disk beyond): a generous bound of a
+    # quarter of the member on what Python allocates while samples are drawn
+    monkeypatch.setattr(corpus_datasets, "SPOOL_BYTES", 1 << 20)
+    long = write_test_wav(tmp_path / "long.wav", 640.0, SAMPLE_RATE)
+    shard = tmp_path / "000000.tar"
+    _shard(shard, {"short.wav": wav_bytes(0.5, SAMPLE_RATE), "long.wav": long})
+    member_bytes = long.stat().st_size
+    stream = iter(ShardDataset((str(shard),), ViewMaker(anchor_len=1.0, mask_len=2), shuffle_buffer=1))
+    tracemalloc.start()
+    try:
+        samples = [next(stream) for _ in range(3)]  # both members, then the first again
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert member_bytes > 20_000_000 and peak < member_bytes / 4, (peak, member_bytes)
+    assert all(s["mel_t"].shape == (64, 101) and not s["skipped"] for s in samples)
+
+
+def test_shards_without_audio_members_fail_instead_of_spinning(tmp_path):
+    shard = tmp_path / "000000.tar"
+    _shard(shard, {"notes.txt": b"not audio"})
+    with pytest.raises(RuntimeError, match=r"hold no audio member .*\.wav"):
+        next(iter(ShardDataset((str(shard),), ViewMaker(anchor_len=1.0, mask_len=2), shuffle_buffer=1)))

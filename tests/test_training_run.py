@@ -1,10 +1,15 @@
-"""The training kit's run machinery: RunConfig and its flags, launcher topology, the Trainer, the progress line,
-the curves PNG, checkpoint files and the resume point."""
+"""The training kit's run machinery: RunConfig and its flags, flag checks, launcher topology and rank, the run folder
+and its lock, the Trainer, the progress line, the curves PNG, checkpoint files and the resume point (with its type
+and fit checks)."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,9 +18,11 @@ import torch
 
 from atst.training.callbacks import ProgressLine, progress_text
 from atst.training.checkpoint_io import AtomicCheckpointIO, read_checkpoint, resume_point
-from atst.training.config import RunConfig, add_run_arguments, default_workers, run_config_from_args
+from atst.training.config import RunConfig, add_run_arguments, check_flag, default_workers, run_config_from_args
 from atst.training.curves import curves_figure, plot_curves, read_metrics, smooth
-from atst.training.launch import launcher_topology
+from atst.training.launch import launch_rank, launcher_topology
+from atst.training.run_folder import LOCK_NAME, SavePathInUse, claim_save_path
+from conftest import subprocess_env
 
 
 # ------------------------------------------------------------------------------------------------ RunConfig
@@ -86,6 +93,94 @@ def test_run_flags_take_door_defaults_and_refuse_bad_words():
         parser.parse_args(["--save_path", "x", "--progress", "sometimes"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--save_path", "x", "--precision", "8"])
+
+
+@pytest.mark.parametrize("value, kwargs, message", [
+    (0, dict(low=1, high=64, integer=True), r"--x must be an integer in \[1, 64\], got 0"),
+    (2.0, dict(low=1, integer=True), r"--x must be an integer >= 1, got 2.0"),
+    (True, dict(low=0, integer=True), r"--x must be an integer >= 0, got True"),
+    (-1.0, dict(low=0.0, low_open=True, note="per 256 samples"), r"--x must be a finite number > 0 \(per 256 samples\), got -1.0"),
+    (float("nan"), dict(low=0.0), r"--x must be a finite number >= 0, got nan"),
+    (float("inf"), dict(), r"--x must be a finite number, got inf"),
+    (1.0, dict(low=0.0, high=1.0, low_open=True, high_open=True), r"--x must be a finite number in \(0, 1\), got 1.0"),
+])
+def test_check_flag_names_the_flag_the_accepted_values_and_the_value_given(value, kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check_flag("--x", value, **kwargs)
+    check_flag("--x", 0.5, 0.0, 1.0)
+    check_flag("--x", 3, 1, integer=True)
+
+
+def test_launch_rank_picks_the_one_process_that_is_global_rank_zero():
+    assert launch_rank(2, {}) == 0  # the process a user started (it starts the others itself)
+    assert launch_rank(2, {"NODE_RANK": "1"}) == 2  # ... on the second node of a plain multi-node launch
+    assert launch_rank(2, {"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}) == 1  # a rank Lightning started
+    assert launch_rank(1, {"LOCAL_WORLD_SIZE": "1", "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0"}) == 1
+    assert launch_rank(1, {"LOCAL_WORLD_SIZE": "1", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}) == 0
+    assert launch_rank(4, {"SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "2", "SLURM_PROCID": "5"}) == 5
+
+
+# ------------------------------------------------------------------------------------------ run folder and lock
+_HOLDER = """
+import os, sys, time
+from pathlib import Path
+from atst.training.run_folder import claim_save_path
+lock = claim_save_path(Path(sys.argv[1]), take_lock=True)
+child = os.fork()  # a forked child (as a data-loader worker) must not keep the lock once the holder is gone
+if child == 0:
+    time.sleep(120)
+    os._exit(0)
+print(os.getpid(), child, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_claim_of_a_save_path_is_refused_naming_the_holder_and_a_kill_frees_it(tmp_path):
+    save = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(save)], stdout=subprocess.PIPE, text=True,
+                              env=subprocess_env())
+    child = None
+    try:
+        pid, child = (int(word) for word in holder.stdout.readline().split())
+        with pytest.raises(SavePathInUse, match=rf"--save_path {save} is in use by another run \(PID {pid} on host "
+                                                rf"\S+, started \d{{4}}-.*; wait for it to end"):
+            claim_save_path(save, take_lock=True)
+        claim_save_path(save, take_lock=False)  # other ranks of the same run do not take it
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+        deadline = time.monotonic() + 10  # the kernel frees it at the holder's death, not when its child ends
+        lock = None
+        while lock is None:
+            try:
+                lock = claim_save_path(save, take_lock=True)
+            except SavePathInUse:
+                assert time.monotonic() < deadline, "the lock outlived its holder"
+                time.sleep(0.1)
+        assert os.path.exists(f"/proc/{child}")  # the forked child still runs: it did not keep the lock
+        with pytest.raises(SavePathInUse, match=f"PID {os.getpid()} "):  # a second claim in one process too
+            claim_save_path(save, take_lock=True)
+        lock.release()
+        claim_save_path(save, take_lock=True).release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_save_path_that_cannot_be_a_run_folder_is_refused_up_front(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match=f"--save_path {a_file} is a file; it must be a folder"):
+        claim_save_path(a_file, take_lock=True)
+    with pytest.raises(ValueError, match=f"--save_path {a_file / 'run'} cannot be created \\(NotADirectoryError"):
+        claim_save_path(a_file / "run", take_lock=True)
+    lock = claim_save_path(tmp_path / "new" / "run", take_lock=True)
+    assert (tmp_path / "new" / "run" / LOCK_NAME).is_file()
+    lock.release()
 
 
 def test_default_workers_leave_a_cpu_per_device():
@@ -212,12 +307,67 @@ def test_checkpoints_are_written_atomically_and_read_weights_only(tmp_path):
 
 def test_resume_point_refuses_another_model_shape(tmp_path):
     assert resume_point(tmp_path, {}, ("arch",)) is None
-    AtomicCheckpointIO().save_checkpoint({"global_step": 7, "hyper_parameters": {"arch": "tiny", "n_mels": 64}},
-                                         tmp_path / "last.ckpt")
+    AtomicCheckpointIO().save_checkpoint({"global_step": 7, "hyper_parameters": {"arch": "tiny", "n_mels": 64},
+                                          "state_dict": {}, "optimizer_states": []}, tmp_path / "last.ckpt")
     assert resume_point(tmp_path, {"arch": "tiny", "n_mels": 64, "method": "frame"}, ("method", "arch")) == \
         (tmp_path / "last.ckpt", 7)
     with pytest.raises(ValueError, match="arch: 'tiny' in .*'small' now"):
         resume_point(tmp_path, {"arch": "small", "n_mels": 64}, ("arch", "n_mels"))
+
+
+def _training_checkpoint(**changes) -> dict:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW([{"params": [model.weight]}, {"params": [model.bias]}])
+    checkpoint = {"global_step": 5, "epoch": 0, "hyper_parameters": {"arch": "tiny"}, "loops": {}, "callbacks": {},
+                  "lr_schedulers": [], "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()},
+                  "optimizer_states": [optimizer.state_dict()]}
+    checkpoint.update(changes)
+    return checkpoint
+
+
+@pytest.mark.parametrize("changes, key", [
+    (dict(hyper_parameters=["arch", "tiny"]), r"'hyper_parameters' must be a dict, found list"),
+    (dict(optimizer_states={"state": {}}), r"'optimizer_states' must be a list of optimizer states, found dict"),
+    (dict(optimizer_states=["adamw"]), r"optimizer_states\[0\] must be an optimizer state dict, found str 'adamw'"),
+    (dict(optimizer_states=[{"state": {}, "param_groups": [{"params": 3}]}]),
+     r"optimizer_states\[0\]\['param_groups'\]\[0\]\['params'\] must be a list, found int 3"),
+    (dict(optimizer_states=[{"state": [], "param_groups": []}]), r"optimizer_states\[0\]\['state'\] must be a dict"),
+    (dict(state_dict={"net.weight": "w"}), r"state_dict\['net.weight'\] must be a tensor, found str 'w'"),
+    (dict(global_step="5"), r"'global_step' must be an int >= 0, found str '5'"),
+    (dict(global_step=-1), r"'global_step' must be an int >= 0, found -1"),
+    (dict(loops=[]), r"'loops' must be a dict, found list"),
+    (dict(optimizer_states=None), r"'optimizer_states' must be a list of optimizer states, found NoneType None"),
+])
+def test_resume_point_names_the_file_and_the_key_of_a_mistyped_checkpoint(tmp_path, changes, key):
+    AtomicCheckpointIO().save_checkpoint(_training_checkpoint(**changes), tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'last.ckpt'}: {key}.*; it cannot be resumed: move it away"):
+        resume_point(tmp_path, {"arch": "tiny"}, ("arch",))
+
+
+def test_resume_point_refuses_a_checkpoint_of_another_make_or_one_that_does_not_fit(tmp_path):
+    last = tmp_path / "last.ckpt"
+    torch.save([1, 2], last)
+    with pytest.raises(ValueError, match=f"^{last}: the checkpoint must be a dict of training state, found list"):
+        resume_point(tmp_path, {}, ())
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 1}, last)  # weights only
+    with pytest.raises(ValueError, match=f"^{last}: key 'optimizer_states' is missing"):
+        resume_point(tmp_path, {}, ())
+    net = torch.nn.Module()
+    net.net = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW([{"params": [net.net.weight]}, {"params": [net.net.bias]}])
+    AtomicCheckpointIO().save_checkpoint(_training_checkpoint(), last)
+    assert resume_point(tmp_path, {}, (), model=net, optimizers=[optimizer]) == (last, 5)
+    wider = torch.nn.Module()
+    wider.net = torch.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match=r"state_dict has other shapes for 1 tensor\(s\) of this model, e.g. "
+                                         r"net.weight \(2, 3\) \(model \(2, 4\)\)"):
+        resume_point(tmp_path, {}, (), model=wider, optimizers=[optimizer])
+    one_group = torch.optim.AdamW(net.parameters())
+    with pytest.raises(ValueError, match=r"optimizer_states\[0\]\['param_groups'\] has groups of \[1, 1\] "
+                                         r"parameters; this run's optimizer has \[2\]"):
+        resume_point(tmp_path, {}, (), model=net, optimizers=[one_group])
+    with pytest.raises(ValueError, match="optimizer_states holds 1 optimizer"):
+        resume_point(tmp_path, {}, (), model=net, optimizers=[])
 
 
 # ------------------------------------------------------------------------------------------------ imports

@@ -13,8 +13,10 @@ nothing, so the Lightning-free modules below stay cheap to import.
   ema              teacher <- EMA of student, for any pair of modules
   distributed      process-group helpers, GlobalBatchNorm1d, global std statistic, gathering Python objects
   heads            the official projector / predictor MLP
-  checkpoint_io    atomic checkpoint writing, weights_only reading, resume point with shape-conflict check
+  checkpoint_io    atomic checkpoint writing, weights_only reading, resume point with shape, type and fit checks
   callbacks        checkpoint cadence, final checkpoint, curves at the end, the progress line
+  interrupt        SIGINT / SIGTERM: stop after the step with last.ckpt written, exit 130 / 143; loader workers
+  run_folder       the save path: created and checked writable up front, locked for one run at a time
   curves           metrics CSV reading (resumed versions merged) and the training-curves PNG
   corpus           corpus discovery: folders, CSV/TSV manifests, WebDataset tar shards, fixed random subset
   corpus_datasets  map-style and streaming datasets over a corpus, decoding through `atst.audio_io`

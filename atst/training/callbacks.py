@@ -35,7 +35,7 @@ class FinalCheckpoint(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.saved_step != trainer.global_step:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
         rank_zero_info(f"checkpoint at step {trainer.global_step}: {self.path}")
 
 

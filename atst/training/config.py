@@ -8,6 +8,7 @@ Invalid settings raise a ValueError naming the field, its flag and what is accep
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -118,6 +119,31 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--progress_every", type=int, default=RunConfig.progress_every,
       help="when stdout is not a terminal (or the bar is off): one line with step, loss, lr and samples/s every "
            "N steps (0 = none)")
+
+
+def _bounds(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'<' if high_open else '<='} {high:g}" if high is not None else ""
+
+
+def check_flag(flag: str, value: object, low: Optional[float] = None, high: Optional[float] = None, *,
+               integer: bool = False, low_open: bool = False, high_open: bool = False, note: str = "") -> None:
+    """ValueError `--flag must be an integer in [low, high] (note), got VALUE` unless `value` is an int (`integer`)
+    or a finite number within the bounds (`low_open` / `high_open`: that bound itself excluded). Bools, NaN and infinities are refused;
+    VALUE is what the user typed (a door checks flags before deriving anything from them)."""
+    kind = "an integer" if integer else "a finite number"
+    number = isinstance(value, int) or (not integer and isinstance(value, float))
+    fine = number and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+    if fine and low is not None:
+        fine = value > low if low_open else value >= low  # type: ignore[operator]
+    if fine and high is not None:
+        fine = value < high if high_open else value <= high  # type: ignore[operator]
+    if not fine:
+        raise ValueError(f"{flag} must be {kind} {_bounds(low, high, low_open, high_open)}".rstrip()
+                         + (f" ({note})" if note else "") + f", got {value!r}")
 
 
 def default_workers(devices: int, cpu_count: Optional[int] = None) -> int:

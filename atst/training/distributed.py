@@ -75,3 +75,13 @@ def gather_objects(value: Any) -> list[Any]:
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, value)
     return parts
+
+
+def max_over_ranks(value: int, device: torch.device | str = "cpu") -> int:
+    """The largest `value` of all ranks (a collective call under DDP; `value` outside one). `device`: where the
+    backend communicates (the rank's CUDA device under NCCL)."""
+    if not is_distributed():
+        return value
+    found = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(found, op=dist.ReduceOp.MAX)
+    return int(found.item())

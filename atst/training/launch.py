@@ -28,6 +28,25 @@ def launcher_topology(environ: Optional[Mapping[str, str]] = None) -> tuple[int,
     return 1, 1
 
 
+def launch_rank(devices: int, environ: Optional[Mapping[str, str]] = None) -> int:
+    """The global rank this process will have, known before any process group exists: torchrun's RANK; for a
+    process started with a LOCAL_RANK (the ranks > 0 Lightning starts itself in a plain launch)
+    NODE_RANK x devices + LOCAL_RANK; SLURM's SLURM_PROCID; else (the process a user started) NODE_RANK x devices.
+
+    `devices`: processes per node. Decides which one process takes a run-wide resource (the save-path lock) before
+    the Trainer exists.
+    """
+    environ = os.environ if environ is None else environ
+    if "LOCAL_WORLD_SIZE" in environ and "WORLD_SIZE" in environ and "RANK" in environ:  # torchrun / torch elastic
+        return int(environ["RANK"])
+    node = int(environ.get("NODE_RANK", environ.get("GROUP_RANK", "0")))
+    if "LOCAL_RANK" in environ:
+        return node * devices + int(environ["LOCAL_RANK"])
+    if "SLURM_NTASKS_PER_NODE" in environ and "SLURM_NNODES" in environ and "SLURM_PROCID" in environ:
+        return int(environ["SLURM_PROCID"])
+    return node * devices
+
+
 def tensorboard_without_tensorflow() -> None:
     """TensorBoard imports TensorFlow (seconds and a GiB per process) when it is installed, only for file I/O;
     its own `notf` switch makes it use the bundled stub instead (local and plain paths need nothing more)."""
@@ -43,7 +62,8 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
                   ) -> "pl.Trainer":
     """A Trainer for `run`: DDP when the run has more than one process, TensorBoard (`save_path/tb_logs`) and CSV
     (`save_path/csv_logs`) loggers, atomic checkpoint writing, the run's checkpoint cadence, the curves PNG at the
-    end, `callbacks`, the progress line and the learning-rate monitor.
+    end, stopping with a checkpoint on SIGINT / SIGTERM (`atst.training.interrupt`), `callbacks`, the progress line
+    and the learning-rate monitor.
 
     `show_bar` (default: `run.progress` and stdout is a terminal) chooses Lightning's bar; without the bar a
     progress line is printed every `run.progress_every` steps.
@@ -53,6 +73,7 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
 
     from .callbacks import CurvesAtEnd, FinalCheckpoint, ProgressLine, checkpoint_callbacks
     from .checkpoint_io import AtomicCheckpointIO
+    from .interrupt import StopOnSignal
 
     bar = run.progress and stdout_is_terminal() if show_bar is None else show_bar
     extra: list[pl.Callback] = [] if bar or not run.progress_every else [ProgressLine(run.progress_every)]
@@ -63,7 +84,7 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
         logger=[TensorBoardLogger(run.save_path, name="tb_logs"), CSVLogger(run.save_path, name="csv_logs")],
         callbacks=[*checkpoint_callbacks(run.save_path, run.ckpt_every_steps, run.keep_every_steps),
                    FinalCheckpoint(run.save_path), CurvesAtEnd(run.save_path), *callbacks, *extra,
-                   LearningRateMonitor(logging_interval="step")],
+                   StopOnSignal(run.save_path, run.ckpt_every_steps), LearningRateMonitor(logging_interval="step")],
         plugins=[AtomicCheckpointIO()], log_every_n_steps=run.log_every_n_steps, enable_progress_bar=bar,
         enable_model_summary=False, use_distributed_sampler=True, num_sanity_val_steps=0,
     )

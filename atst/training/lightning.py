@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 __all__ = ["CSVLogger", "Callback", "LearningRateMonitor", "ModelCheckpoint", "TensorBoardLogger", "TorchCheckpointIO",
-           "pl", "rank_zero_info", "rank_zero_warn"]
+           "pl", "pl_worker_init_function", "rank_zero_info", "rank_zero_warn"]

@@ -14,9 +14,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from atst.encoder import ATSTEncoder, EncoderConfig, arch_config
+from atst.encoder import LIMITS, ATSTEncoder, EncoderConfig, arch_config
 from atst.flags import parse_bool
 from atst.frontend import FrontendConfig, LogMelFrontend
+from atst.training.config import check_flag
 from atst.training.heads import PROJECTOR_HIDDEN, PROJECTOR_OUT
 
 from ..augment import StudentAugment
@@ -144,20 +145,25 @@ class FrameMethod(PretrainMethod):
         a("--mixup_bank", type=int, default=2000, help="Mixup memory-bank size per data-loader worker")
 
     def check(self, args: argparse.Namespace) -> None:
-        if args.min_mask_len < 0:
-            raise ValueError(f"--min_mask_len (minimum number of mask spans) must be >= 0, got {args.min_mask_len}")
-        if not 0.0 < args.mask_ratio < 1.0 or args.mask_len < 1:
-            raise ValueError(f"--mask_ratio must lie in (0, 1) and --mask_len >= 1, got {args.mask_ratio} / "
-                             f"{args.mask_len}")
+        check_flag("--n_mels", args.n_mels, *LIMITS["n_mels"], integer=True)
         if args.patch_h != args.n_mels:
             raise ValueError(f"--patch_h ({args.patch_h}) must equal --n_mels ({args.n_mels}): one patch row "
                              f"(spec_h = n_mels)")
+        check_flag("--patch_w", args.patch_w, *LIMITS["patch_w"], integer=True, note="mel frames per token")
+        check_flag("--win_length", args.win_length, 1, FrontendConfig.n_fft, integer=True,
+                   note="STFT window in samples, at most n_fft")
+        check_flag("--anchor_len", args.anchor_len, 0.0, low_open=True, note="crop length in seconds")
         max_tokens = EncoderConfig.max_tokens
         tokens = crop_tokens(args.anchor_len, args.patch_w)
         if not 1 <= tokens <= max_tokens:
             seconds = max_tokens * args.patch_w * FrontendConfig.hop_length / FrontendConfig.sample_rate
             raise ValueError(f"--anchor_len {args.anchor_len} s gives {tokens} tokens; it must give 1..{max_tokens} "
                              f"(at most {seconds:g} s with --patch_w {args.patch_w})")
+        check_flag("--mask_ratio", args.mask_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_flag("--mask_len", args.mask_len, 1, tokens, integer=True,
+                   note=f"tokens per mask span; a crop of --anchor_len {args.anchor_len} s has {tokens}")
+        check_flag("--min_mask_len", args.min_mask_len, 0, integer=True, note="minimum number of mask spans")
+        check_flag("--mixup_bank", args.mixup_bank, 1, integer=True, note="Mixup memory-bank size per worker")
 
     def build_model(self, hp: Mapping[str, Any]) -> FrameATST:
         config = arch_config(hp["arch"], drop_path_rate=DROP_PATH_RATE, n_mels=hp["n_mels"], patch_h=hp["patch_h"],
