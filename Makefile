@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamps
 PYTEST_ARGS ?=
 
-.PHONY: install install-core install-harness install-system test test-fast demo bench clean help
+.PHONY: install install-core install-harness install-downstream install-system test test-fast demo bench clean help
 
 help:
 	@echo "make demo   - the main job end to end on self-generated data (writes demo_out/)"
@@ -34,6 +34,11 @@ $(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.t
 	$(PIP) install -q -r requirements/hear-tf.txt
 	touch $@
 
+# the downstream door: sklearn (mAP) and matplotlib (curves)
+$(STAMP)/downstream: $(STAMP)/core requirements/downstream.txt
+	$(PIP) install -q -r requirements/downstream.txt
+	touch $@
+
 # espeak-ng gives the generated speech datasets real words; everything falls back to tones without it
 $(STAMP)/system: $(STAMP)/venv
 	-@command -v espeak-ng >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
@@ -43,13 +48,14 @@ $(STAMP)/system: $(STAMP)/venv
 
 install-core: $(STAMP)/core
 install-harness: $(STAMP)/harness
+install-downstream: $(STAMP)/downstream
 install-system: $(STAMP)/system
-install: $(STAMP)/core $(STAMP)/harness $(STAMP)/system
+install: $(STAMP)/core $(STAMP)/harness $(STAMP)/downstream $(STAMP)/system
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
-test-fast: $(STAMP)/core
+test-fast: $(STAMP)/core $(STAMP)/downstream
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
 demo: install

@@ -26,6 +26,7 @@ setup(
         "hear": requirements("hear"),
         "s3prl": requirements("s3prl"),
         "pretrain": requirements("pretrain"),
+        "downstream": requirements("downstream"),
         "dev": requirements("dev"),
     },
     entry_points={
