@@ -88,7 +88,7 @@ def _embed_missing(readout: Readout, cache: EmbeddingCache, missing: Sequence[Cl
         for item in items:
             reason = item["error"] or readout.unusable(int(item["audio"].shape[-1]))
             if reason:
-                report.skipped[item["key"]] = reason
+                report.skipped[item["key"]] = reason.removeprefix(f"{item['key']}: ")  # named once, by its key
             else:
                 usable.append(item)
         for key, vector in _embed_items(readout, usable, report.skipped):

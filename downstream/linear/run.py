@@ -91,6 +91,10 @@ def check_config(config: LinearConfig) -> None:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output folder; one that cannot be created or written is a ValueError naming it."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -103,12 +107,13 @@ def run_linear(config: LinearConfig, log: Optional[Log] = None) -> LinearOutcome
     """The whole run (module docstring); returns what it wrote."""
     start = time.perf_counter()
     check_config(config)
-    task = load_task(config.task)
-    loaded = load_checkpoint(config.ckpt, branch=config.use_encoder)
     device = resolve_device(config.device)
+    loaded = load_checkpoint(config.ckpt, branch=config.use_encoder)
+    task = load_task(config.task)
     lrs, lr_source = ((tuple(config.lrs), "--lrs") if config.lrs else default_lrs(config.task, loaded.family))
     readout = Readout(loaded, config.protocol, config.n_last_blocks, config.precision, device)
     out = Path(config.out)
+    prepare_out(out)
     cache_root = Path(config.cache).expanduser() if config.cache else default_cache_root(out)
     sha256 = file_sha256(config.ckpt, memo_root=cache_root)
     cache = EmbeddingCache(cache_root, {"checkpoint_sha256": sha256, "readout": readout.settings.to_dict(),
@@ -224,4 +229,5 @@ def protocol_notes(config: LinearConfig, task: Task, readout: Readout, folds: Se
     return notes
 
 
-__all__ = ["LinearConfig", "LinearOutcome", "build_results", "check_config", "resolve_device", "run_linear"]
+__all__ = ["LinearConfig", "LinearOutcome", "build_results", "check_config", "prepare_out", "resolve_device",
+           "run_linear"]
