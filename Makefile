@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamps
 PYTEST_ARGS ?=
 
-.PHONY: install install-core install-harness install-downstream install-system test test-fast demo bench clean help
+.PHONY: install install-core install-harness install-system test test-fast demo bench clean help
 
 help:
 	@echo "make demo   - the main job end to end on self-generated data (writes demo_out/)"
@@ -28,15 +28,11 @@ $(STAMP)/core: $(STAMP)/venv requirements/core.txt requirements/dev.txt setup.py
 
 # HEAR harness: hearvalidator and heareval without their stale pins (numpy 1.19, python < 3.9), then their
 # real runtime needs; TensorFlow only because the stock commands import it at top level.
-$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt
-	$(PIP) install -q -r requirements/hear.txt -r requirements/s3prl.txt -r requirements/pretrain.txt
+$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt requirements/downstream.txt
+	$(PIP) install -q -r requirements/hear.txt -r requirements/s3prl.txt -r requirements/pretrain.txt \
+	  -r requirements/downstream.txt
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/hear-nodeps.txt
 	$(PIP) install -q -r requirements/hear-tf.txt
-	touch $@
-
-# the downstream door: sklearn (mAP) and matplotlib (curves)
-$(STAMP)/downstream: $(STAMP)/core requirements/downstream.txt
-	$(PIP) install -q -r requirements/downstream.txt
 	touch $@
 
 # espeak-ng gives the generated speech datasets real words; everything falls back to tones without it
@@ -48,14 +44,13 @@ $(STAMP)/system: $(STAMP)/venv
 
 install-core: $(STAMP)/core
 install-harness: $(STAMP)/harness
-install-downstream: $(STAMP)/downstream
 install-system: $(STAMP)/system
-install: $(STAMP)/core $(STAMP)/harness $(STAMP)/downstream $(STAMP)/system
+install: $(STAMP)/core $(STAMP)/harness $(STAMP)/system
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
-test-fast: $(STAMP)/core $(STAMP)/downstream
+test-fast: $(STAMP)/core
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
 demo: install

@@ -27,12 +27,14 @@ Log = Callable[[str], None]
 
 @dataclass
 class FoldResult:
-    """One fold: its name and how it was validated, the usable clips per split, one `HeadRun` per LR (grid order)
-    and the run chosen on validation (None when every LR diverged)."""
+    """One fold: its name and how it was validated (`validated_on_test`: the validation split is the test split, the
+    official choice for US8K and AudioSet), the usable clips per split, one `HeadRun` per LR (grid order) and the
+    run chosen on validation (None when every LR diverged)."""
 
     name: str
     note: str
     sizes: dict[str, int]
+    validated_on_test: bool = False
     runs: list[HeadRun] = field(default_factory=list)
     selected: Optional[HeadRun] = None
 
@@ -65,8 +67,10 @@ def run_grid(task: Task, cache: EmbeddingCache, lrs: Sequence[float], protocol: 
         splits = task.fold(index, protocol)
         train = split_data(cache, splits.train, task.labels, skipped, "training")
         valid = split_data(cache, splits.valid, task.labels, skipped, "validation")
-        test = valid if splits.test == splits.valid else split_data(cache, splits.test, task.labels, skipped, "test")
-        fold = FoldResult(splits.name, splits.note, {"train": len(train), "valid": len(valid), "test": len(test)})
+        on_test = splits.test == splits.valid
+        test = valid if on_test else split_data(cache, splits.test, task.labels, skipped, "test")
+        fold = FoldResult(splits.name, splits.note, {"train": len(train), "valid": len(valid), "test": len(test)},
+                          on_test)
         for lr in lrs:
             run = train_head(train, valid, test, task.labels.num_labels, task.metric, lr, batch_size, max_epochs,
                              seed, device)

@@ -177,7 +177,8 @@ def build_results(config: LinearConfig, task: Task, family: str, readout: Readou
         "valid": {metric: valid_mean}, "test": {metric: test_mean},
         **({"test_std": test_std} if len(folds) > 1 else {}),
         "selected": selected,
-        "folds": [{"fold": fold.name, "note": fold.note, "sizes": fold.sizes, "lr": run.lr,
+        "folds": [{"fold": fold.name, "note": fold.note, "validated_on_test": fold.validated_on_test,
+                   "sizes": fold.sizes, "lr": run.lr,
                    "effective_lr": run.effective_lr, "epoch": run.best_epoch, "valid": run.best.valid,
                    "test": run.best.test} for fold, run in zip(folds, chosen)],
         "grid": grid_summary(folds, lrs),
@@ -211,10 +212,10 @@ def protocol_notes(config: LinearConfig, task: Task, readout: Readout, folds: Se
     if config.protocol == "official" and readout.settings.precision == "fp32":
         notes.append("Precision: fp32 on this device; the official extraction runs under bf16 autocast on a GPU, "
                      "so embeddings differ slightly (bf16 matmul rounding).")
-    official_notes = sorted({fold.note for fold in folds if fold.note and "official" in fold.note})
-    if official_notes:
-        notes.append("k-fold with --protocol official: each fold's LR and epoch are chosen on its test fold, as the "
-                     "official US8K evaluation does (optimistic); --protocol hear keeps a validation fold apart.")
+    if any(fold.validated_on_test for fold in folds):
+        notes.append("--protocol official reproduces the official choice: the LR and epoch are chosen on the test "
+                     "data itself (" + "; ".join(sorted({fold.note for fold in folds if fold.note})) + "); "
+                     "--protocol hear validates on data kept apart from the test set.")
     elif task.num_folds > 1:
         notes.append("k-fold with --protocol hear: each fold validates on the next fold and trains on the others.")
     if len(folds[0].runs) > 1:
