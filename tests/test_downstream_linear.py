@@ -16,11 +16,12 @@ from atst import describe_checkpoint, load_checkpoint
 from atst.synthetic import make_tasks
 from conftest import CORRUPT_WAV, REPO, subprocess_env, write_test_wav
 from downstream.cli import main
-from downstream.datasets import load_task
+from downstream.datasets import Clip, LabelSpace, Task, load_task
 from downstream.linear import LinearHead, Readout, cosine_lr, effective_lr, train_head
-from downstream.linear.cache import EmbeddingCache
+from downstream.linear.cache import EmbeddingCache, file_identity
 from downstream.linear.extract import extract_clips, task_clips
 from downstream.linear.grid import select_run
+from downstream.linear.run import task_identity
 from downstream.linear.train import EpochRecord, HeadRun, SplitData
 from downstream.metrics import mean_average_precision, top1_accuracy
 from downstream.model_file import read_model_file
@@ -87,6 +88,26 @@ def test_the_cache_holds_exactly_what_the_readout_gives(tiny_frame_ckpt, tasks, 
     expected = readout(batch["audio"], batch["lengths"]).numpy()
     np.testing.assert_array_equal(cache.read([c.key for c in clips]), expected)
     assert np.load(next(cache.dir.glob("shard-*.npy")), mmap_mode="r").shape == (5, readout.dim)
+
+
+def test_cache_shards_survive_a_kill_and_changed_files(tmp_path, monkeypatch):
+    files = [write_test_wav(tmp_path / "audio" / f"{i}.wav", 0.1, seed=i) for i in range(3)]
+    clips = [Clip(f"{i}.wav", str(path), (0,)) for i, path in enumerate(files)]
+    cache = EmbeddingCache(tmp_path / "cache", {"test": 2}, dim=4)
+    with cache.writing():
+        cache.append(["0.wav", "1.wav"], [file_identity(p) for p in files[:2]], np.ones((2, 4)))
+    (cache.dir / "shard-000002.npy").write_bytes(b"a kill before its .json")  # a shard a killed run left
+    fresh = EmbeddingCache(tmp_path / "cache", {"test": 2}, dim=4)
+    assert [c.key for c in fresh.split_fresh(clips)[1]] == ["2.wav"]
+    with fresh.writing():
+        assert not (fresh.dir / "shard-000002.npy").exists()
+        fresh.append(["2.wav"], [file_identity(files[2])], np.full((1, 4), 2.0))
+    np.testing.assert_array_equal(fresh.read(["2.wav", "0.wav"]), [[2.0] * 4, [1.0] * 4])
+    write_test_wav(files[1], 0.2, seed=9)  # changed: embedded again, the others stay
+    assert [c.key for c in EmbeddingCache(tmp_path / "cache", {"test": 2}, 4).split_fresh(clips)[1]] == ["1.wav"]
+    monkeypatch.chdir(tmp_path)
+    task = Task("t", LabelSpace(("a",), False), {"train": tuple(clips), "valid": (), "test": ()})
+    assert task_identity("audio", task) == task_identity(str(tmp_path / "audio"), task)
 
 
 # ---------------------------------------------------------------------------------------------- head and training

@@ -2,7 +2,7 @@
 fold, learning rate and later run.
 
 Layout: `ROOT/<entry>/` with `<entry>` = the first 20 hex digits of the SHA-256 of the entry identity (the format,
-the checkpoint file's SHA-256, the `ReadoutSettings`, the task name and source), holding
+the checkpoint file's SHA-256, the `ReadoutSettings`, the task name and its resolved TASK argument), holding
 
 * `identity.json`            that identity, for people;
 * `shard-NNNNNN.npy`         float32 `[rows, dim]` embeddings (numpy format, read with memory mapping);

@@ -23,7 +23,7 @@ from ..datasets import Task, load_task
 from ..model_file import write_model_file
 from ..results import write_results
 from .cache import EmbeddingCache, default_cache_root, file_sha256
-from .defaults import default_lrs
+from .defaults import default_lrs, registered_name
 from .extract import EXTRACT_BATCH, ExtractionReport, extract_clips, task_clips
 from .grid import FoldResult, grid_summary, mean_std, run_grid
 from .readout import PRECISIONS, PROTOCOLS, Readout
@@ -117,7 +117,7 @@ def run_linear(config: LinearConfig, log: Optional[Log] = None) -> LinearOutcome
     cache_root = Path(config.cache).expanduser() if config.cache else default_cache_root(out)
     sha256 = file_sha256(config.ckpt, memo_root=cache_root)
     cache = EmbeddingCache(cache_root, {"checkpoint_sha256": sha256, "readout": readout.settings.to_dict(),
-                                        "task": {"name": task.name, "source": task.source}}, readout.dim)
+                                        "task": task_identity(config.task, task)}, readout.dim)
 
     extraction = extract_clips(readout, cache, task_clips(task), task.labels, config.extract_batch,
                                config.num_workers, log=log)
@@ -145,6 +145,15 @@ def run_linear(config: LinearConfig, log: Optional[Log] = None) -> LinearOutcome
     results["wall_time_s"] = round(time.perf_counter() - start, 3)
     write_results(out, results)
     return LinearOutcome(results, out, skipped, extraction)
+
+
+def task_identity(spec: str, task: Task) -> dict:
+    """The task part of the cache key: its name and the TASK argument with its path resolved (so runs from other
+    working directories share the entry)."""
+    name = registered_name(spec)
+    path = spec.partition("=")[2] if name else spec
+    resolved = str(Path(path.strip()).expanduser().resolve())
+    return {"name": task.name, "spec": f"{name}={resolved}" if name else resolved}
 
 
 def write_fold_curves(out: Path, folds: Sequence[FoldResult], metric: str) -> None:
@@ -231,4 +240,4 @@ def protocol_notes(config: LinearConfig, task: Task, readout: Readout, folds: Se
 
 
 __all__ = ["LinearConfig", "LinearOutcome", "build_results", "check_config", "prepare_out", "resolve_device",
-           "run_linear"]
+           "run_linear", "task_identity"]
