@@ -284,6 +284,8 @@ def test_bad_inputs_are_usage_errors_with_clear_messages(tiny_frame_ckpt, tasks,
         (["--ckpt", str(foreign), "--task", str(tasks["synth_scene"])], "has no ATST encoder"),
         (["--ckpt", str(tiny_frame_ckpt), "--task", str(tmp_path / "nowhere")], "does not exist; expected"),
         (["--ckpt", str(tmp_path / "missing.ckpt"), "--task", str(tasks["synth_scene"])], "checkpoint not found"),
+        (["--ckpt", str(tiny_frame_ckpt), "--task", str(tasks["synth_scene"]), "--n_last_blocks", "13"],
+         "has 12 blocks; pass 1..12"),
     ]
     for args, message in cases:
         assert main(["linear", *args, "--out", str(tmp_path / "out"), *FAST]) == 2

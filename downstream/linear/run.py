@@ -109,6 +109,9 @@ def run_linear(config: LinearConfig, log: Optional[Log] = None) -> LinearOutcome
     check_config(config)
     device = resolve_device(config.device)
     loaded = load_checkpoint(config.ckpt, branch=config.use_encoder)
+    if config.n_last_blocks > loaded.config.depth:
+        raise ValueError(f"--n_last_blocks {config.n_last_blocks}: the encoder of {config.ckpt} has "
+                         f"{loaded.config.depth} blocks; pass 1..{loaded.config.depth}")
     task = load_task(config.task)
     lrs, lr_source = ((tuple(config.lrs), "--lrs") if config.lrs else default_lrs(config.task, loaded.family))
     readout = Readout(loaded, config.protocol, config.n_last_blocks, config.precision, device)
