@@ -21,6 +21,7 @@ PROG = "atst-downstream"
 # each subcommand lives in downstream.commands.<module>, which defines HELP, add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "datasets": "datasets",
+    "linear": "linear",
     "pack": "pack",
 }
 
