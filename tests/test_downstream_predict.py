@@ -18,8 +18,9 @@ from conftest import CORRUPT_WAV, SAMPLE_RATE, noise, write_test_wav
 from downstream.cli import main
 from downstream.datasets import load_task
 from downstream.linear.cache import EmbeddingCache
+from downstream.linear import LinearHead, Readout
 from downstream.linear.head import head_from_state
-from downstream.model_file import read_model_file
+from downstream.model_file import read_model_file, write_model_file
 from downstream.predict import Predictor, window_starts
 
 ATOL = 1e-5
@@ -195,6 +196,26 @@ def test_a_multi_label_model_gives_sigmoids_and_labels_above_the_threshold(tiny_
     assert row["above_threshold"] == ";".join(expected)  # multi-label: the 0.5 threshold column by default
 
 
+def test_an_atst_clip_model(tiny_clip_ckpt, tmp_path):
+    """An ATST-Clip model file (official read-out: [CLS | mean] over train_len chunks of the 12 s crop)."""
+    loaded = load_checkpoint(tiny_clip_ckpt)
+    readout = Readout(loaded, "official")
+    head = LinearHead(readout.dim, 3, generator=torch.Generator().manual_seed(0)).eval()
+    write_model_file(tmp_path / "run" / "best.ckpt", loaded, head.state_dict(), {
+        "kind": "linear", "labels": ["a", "b", "c"], "multi_label": False, "task": "t", "metric": "top1_acc",
+        "readout": readout.settings.to_dict(), "embedding_dim": readout.dim})
+    clip = write_test_wav(tmp_path / "long.flac", 20.0, rate=22050, seed=2)
+    assert _predict(tmp_path / "run", [clip], tmp_path / "p.json", "--windows") == 0
+    prediction = json.loads((tmp_path / "p.json").read_text())["predictions"][0]
+    wave = read_audio(clip)
+    window = 12 * SAMPLE_RATE
+    pieces = torch.stack([wave[s:s + window] for s in window_starts(wave.shape[0], window)])
+    with torch.no_grad():
+        expected = head(readout(pieces, torch.full((2,), window))).softmax(dim=-1).mean(dim=0)
+    assert prediction["windows"] == 2
+    assert [_top(prediction)[label] for label in "abc"] == pytest.approx(expected.tolist(), abs=ATOL)
+
+
 # ---------------------------------------------------------------------------------------------- outputs and options
 
 def test_top_k_threshold_and_json(tiny_linear_run, tmp_path):
@@ -248,7 +269,18 @@ def test_usage_errors_exit_2_naming_the_problem(tiny_linear_run, tiny_frame_ckpt
     exported = export_encoder(load_checkpoint(tiny_frame_ckpt), tmp_path / "encoder.safetensors")
     sed = _variant(tiny_linear_run, tmp_path / "sed.ckpt", lambda raw: raw["downstream"].update(kind="sed"))
     model = str(tiny_linear_run)
-    cases = [
+    inconsistent = [  # a description that does not match the file: (readout field, value, message)
+        ("n_blocks", 13, "downstream.readout.n_blocks must be an int in 1..12 (the encoder's depth), got 13"),
+        ("n_blocks", 6, "the head reads 2304-d embeddings but the recorded read-out gives 1152-d ones"),
+        ("family", "clip", "downstream.readout.family must be 'frame' (the stored encoder's family)"),
+        ("precision", "auto", "downstream.readout.precision must be one of ('fp32', 'bf16')"),
+        ("protocol", "magic", "downstream.readout.protocol must be one of ('official', 'hear'), got 'magic'"),
+        ("version", 99, "was written by a newer hear-atst (read-out version 99"),
+    ]
+    cases = [(["--model", str(_variant(tiny_linear_run, tmp_path / f"bad{i}.ckpt",
+                                       lambda raw, f=field, v=value: raw["downstream"]["readout"].update({f: v}))),
+               str(clip)], message) for i, (field, value, message) in enumerate(inconsistent)]
+    cases += [
         (["--model", str(tiny_frame_ckpt), str(clip)], "this is an encoder checkpoint, not a trained downstream "
                                                        "model; train one with `atst-downstream linear|finetune`"),
         (["--model", str(exported), str(clip)], "is an exported encoder: this is an encoder checkpoint"),
