@@ -23,6 +23,7 @@ COMMANDS = {
     "datasets": "datasets",
     "linear": "linear",
     "pack": "pack",
+    "predict": "predict",
 }
 
 

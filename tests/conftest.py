@@ -159,6 +159,30 @@ def tiny_clip_ckpt(tmp_path_factory) -> Path:
                                      family="clip", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_hear_tasks(tmp_path_factory) -> Dict[str, Path]:
+    """Two generated HEAR tasks (size tiny, seed 5), read-only: {"synth_scene": its dir (5 classes, 1 s clips,
+    train/valid/test 10 each), "synth_timbre": its dir (3 classes, 3 folds)}."""
+    from atst.synthetic import make_tasks
+
+    root = tmp_path_factory.mktemp("hear_tasks")
+    return {path.name.split("-")[0]: path for path in make_tasks(root, size="tiny", seed=5,
+                                                                 tasks=["synth_scene", "synth_timbre"])}
+
+
+@pytest.fixture(scope="session")
+def tiny_linear_run(tiny_frame_ckpt, tiny_hear_tasks, tmp_path_factory) -> Path:
+    """The --out folder of a finished `atst-downstream linear` run, read-only: the tiny ATST-Frame on synth_scene,
+    official read-out, one LR, 3 epochs (best.ckpt, results.json; `settings.cache` is its embedding-cache entry)."""
+    from downstream.cli import main
+
+    out = tmp_path_factory.mktemp("linear_run") / "run"
+    assert main(["linear", "--ckpt", str(tiny_frame_ckpt), "--task", str(tiny_hear_tasks["synth_scene"]), "--out",
+                 str(out), "--cache", str(out.parent / "cache"), "--lrs", "1e-2", "--max_epochs", "3",
+                 "--num_workers", "0", "--quiet"]) == 0
+    return out
+
+
 def write_release_layout(path: Union[str, Path], name: str, shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
                          dino: bool = False, optimizer_mb: float = 0.0) -> Path:
     """A checkpoint with exactly the tensor names, shapes and dtypes of the released `name` (its manifest) in the

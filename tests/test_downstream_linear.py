@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from atst import describe_checkpoint, load_checkpoint
-from atst.synthetic import make_tasks
 from conftest import CORRUPT_WAV, REPO, subprocess_env, write_test_wav
 from downstream.cli import main
 from downstream.datasets import Clip, LabelSpace, Task, load_task
@@ -28,13 +27,6 @@ from downstream.model_file import read_model_file
 
 ATOL = RTOL = 1e-4
 FAST = ["--max_epochs", "3", "--num_workers", "0", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def tasks(tmp_path_factory):
-    root = tmp_path_factory.mktemp("linear_tasks")
-    return {p.name.split("-")[0]: p for p in make_tasks(root, size="tiny", seed=5,
-                                                        tasks=["synth_scene", "synth_timbre"])}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +67,8 @@ def test_official_clip_readout_is_the_official_clip_linear_eval_embedding(fixtur
                                        rtol=RTOL)
 
 
-def test_the_cache_holds_exactly_what_the_readout_gives(tiny_frame_ckpt, tasks, tmp_path):
-    task = load_task(str(tasks["synth_scene"]))
+def test_the_cache_holds_exactly_what_the_readout_gives(tiny_frame_ckpt, tiny_hear_tasks, tmp_path):
+    task = load_task(str(tiny_hear_tasks["synth_scene"]))
     readout = Readout(load_checkpoint(tiny_frame_ckpt), "official")
     cache = EmbeddingCache(tmp_path, {"test": 1}, readout.dim)
     clips = task_clips(task)[:5]
@@ -175,10 +167,12 @@ def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_linear_end_to_end_then_the_cache_serves_another_lr_grid(tiny_frame_ckpt, tasks, tmp_path, monkeypatch):
+def test_linear_end_to_end_then_the_cache_serves_another_lr_grid(tiny_frame_ckpt, tiny_hear_tasks, tmp_path,
+                                                                  monkeypatch):
     out, cache = tmp_path / "run1", tmp_path / "cache"
     command = [sys.executable, "-m", "downstream", "linear", "--ckpt", str(tiny_frame_ckpt), "--task",
-               str(tasks["synth_scene"]), "--out", str(out), "--cache", str(cache), "--lrs", "2e-3,2e-1", *FAST]
+               str(tiny_hear_tasks["synth_scene"]), "--out", str(out), "--cache", str(cache), "--lrs", "2e-3,2e-1",
+               *FAST]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=subprocess_env(), timeout=600)
     first_seconds = time.perf_counter() - started
@@ -201,7 +195,7 @@ def test_linear_end_to_end_then_the_cache_serves_another_lr_grid(tiny_frame_ckpt
     # the model file: weights-only, read by atst, hear_atst and `atst info`
     raw = torch.load(out / "best.ckpt", weights_only=True)
     assert raw["format"] == "atst-downstream" and raw["downstream"]["labels"] == list(load_task(
-        str(tasks["synth_scene"])).labels.names)
+        str(tiny_hear_tasks["synth_scene"])).labels.names)
     model = read_model_file(out / "best.ckpt")
     assert model.head_state["linear.weight"].shape == (5, 12 * 192)
     assert model.info["readout"]["protocol"] == "official" and model.info["selected"] == results["selected"]
@@ -220,7 +214,7 @@ def test_linear_end_to_end_then_the_cache_serves_another_lr_grid(tiny_frame_ckpt
     original = Readout.__call__
     monkeypatch.setattr(Readout, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
     started = time.perf_counter()
-    assert main(["linear", "--ckpt", str(tiny_frame_ckpt), "--task", str(tasks["synth_scene"]), "--out",
+    assert main(["linear", "--ckpt", str(tiny_frame_ckpt), "--task", str(tiny_hear_tasks["synth_scene"]), "--out",
                  str(tmp_path / "run2"), "--cache", str(cache), "--lrs", "1e-2", *FAST]) == 0
     second_seconds = time.perf_counter() - started
     second = _results(tmp_path / "run2")
@@ -230,8 +224,10 @@ def test_linear_end_to_end_then_the_cache_serves_another_lr_grid(tiny_frame_ckpt
           f"extraction {second['extraction']['seconds']:.2f} s")
 
 
-def test_kfold_official_validates_on_the_test_fold_and_hear_keeps_a_fold_apart(tiny_clip_ckpt, tasks, tmp_path):
-    common = ["--ckpt", str(tiny_clip_ckpt), "--task", str(tasks["synth_timbre"]), "--cache", str(tmp_path / "c"),
+def test_kfold_official_validates_on_the_test_fold_and_hear_keeps_a_fold_apart(tiny_clip_ckpt, tiny_hear_tasks,
+                                                                               tmp_path):
+    common = ["--ckpt", str(tiny_clip_ckpt), "--task", str(tiny_hear_tasks["synth_timbre"]), "--cache",
+              str(tmp_path / "c"),
               "--lrs", "1e-2", *FAST]
     assert main(["linear", "--out", str(tmp_path / "official"), "--protocol", "official", *common]) == 0
     assert main(["linear", "--out", str(tmp_path / "hear"), "--protocol", "hear", *common]) == 0
@@ -274,17 +270,18 @@ def test_undecodable_and_changed_clips(tiny_frame_ckpt, tmp_path, capsys):
     assert _results(tmp_path / "r2")["extraction"]["embedded"] == 1
 
 
-def test_bad_inputs_are_usage_errors_with_clear_messages(tiny_frame_ckpt, tasks, tmp_path, capsys):
+def test_bad_inputs_are_usage_errors_with_clear_messages(tiny_frame_ckpt, tiny_hear_tasks, tmp_path, capsys):
+    scene = str(tiny_hear_tasks["synth_scene"])
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
     foreign = tmp_path / "resnet.ckpt"
     torch.save({"state_dict": {"layer1.weight": torch.zeros(2)}}, foreign)
     cases = [
-        (["--ckpt", str(text), "--task", str(tasks["synth_scene"])], "is not a PyTorch or safetensors checkpoint"),
-        (["--ckpt", str(foreign), "--task", str(tasks["synth_scene"])], "has no ATST encoder"),
+        (["--ckpt", str(text), "--task", scene], "is not a PyTorch or safetensors checkpoint"),
+        (["--ckpt", str(foreign), "--task", scene], "has no ATST encoder"),
         (["--ckpt", str(tiny_frame_ckpt), "--task", str(tmp_path / "nowhere")], "does not exist; expected"),
-        (["--ckpt", str(tmp_path / "missing.ckpt"), "--task", str(tasks["synth_scene"])], "checkpoint not found"),
-        (["--ckpt", str(tiny_frame_ckpt), "--task", str(tasks["synth_scene"]), "--n_last_blocks", "13"],
+        (["--ckpt", str(tmp_path / "missing.ckpt"), "--task", scene], "checkpoint not found"),
+        (["--ckpt", str(tiny_frame_ckpt), "--task", scene, "--n_last_blocks", "13"],
          "has 12 blocks; pass 1..12"),
     ]
     for args, message in cases:

@@ -21,9 +21,9 @@ from ..linear.extract import EXTRACT_BATCH
 from ..linear.readout import PRECISIONS, PROTOCOLS
 from ..linear.run import BRANCHES, LinearConfig, run_linear
 from ..linear.train import BATCH_SIZE, MAX_EPOCHS
+from . import report_skipped
 
 HELP = "linear evaluation (official protocol or hear read-out) on cached embeddings"
-EXIT_OK, EXIT_SKIPPED = 0, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +73,4 @@ def run(args: argparse.Namespace) -> int:
     selected = results["selected"]
     print(f"{results['task']}: test {metric} {test}, valid {results['valid'][metric]:.4f} (lr {selected['lr']:g}, "
           f"epoch {selected['epoch']}); wrote {outcome.out_dir / 'results.json'} and best.ckpt")
-    for line in results["skipped"]:
-        print(f"skipped: {line}", file=sys.stderr)
-    if results["skipped"]:
-        print(f"{len(results['skipped'])} clip(s) skipped; the others were used", file=sys.stderr)
-        return EXIT_SKIPPED
-    return EXIT_OK
+    return report_skipped(results["skipped"], "clip(s) skipped; the others were used")
