@@ -268,11 +268,28 @@ def clip_train_len_from(hyper_parameters: Mapping, path: Path) -> float:
     return seconds
 
 
+def _encoder_tensor(value: Tensor, trainable: bool) -> Tensor:
+    """The tensor the encoder keeps for a stored one.
+
+    A frozen encoder shares a stored float32 tensor that is contiguous and owns its whole storage: from a
+    memory-mapped file (`torch.load(mmap=True)`, MAP_PRIVATE) it is a view of the file's pages, so the weights are
+    resident once (as page cache) instead of twice. Anything else gets a private float32 copy: other dtypes, views
+    into a larger storage (which would keep the rest alive), and trainable weights, which the optimiser writes."""
+    value = value.detach()
+    owns_storage = value.storage_offset() == 0 and \
+        value.untyped_storage().nbytes() == value.numel() * value.element_size()
+    if not trainable and value.dtype == torch.float32 and value.is_contiguous() and owns_storage:
+        return value
+    return value.to(torch.float32, copy=True)
+
+
 def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str,
                   trainable: bool = False) -> ATSTEncoder:
     """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys.
 
-    The encoder is returned in eval mode; its parameters require gradients only when `trainable`."""
+    The encoder is returned in eval mode; its parameters require gradients only when `trainable`. A frozen encoder
+    shares the stored float32 tensors (no copy of a memory-mapped file, see `_encoder_tensor`); a trainable one gets
+    private copies."""
     with torch.device("meta"):
         encoder = ATSTEncoder(config)
     expected = set(encoder.state_dict().keys())
@@ -297,8 +314,7 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
         if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{source}: {key} holds NaN or Inf values; the weights are corrupt (embeddings "
                                   f"from them would be NaN)")
-        # a private float32 copy: detaches the weights from the (mmapped) file and the rest of the checkpoint
-        tensors[key] = value.detach().to(torch.float32, copy=True)
+        tensors[key] = _encoder_tensor(value, trainable)
     encoder.load_state_dict(tensors, assign=True)
     return encoder.eval().requires_grad_(trainable)
 

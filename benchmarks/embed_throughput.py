@@ -8,9 +8,10 @@ What is measured (all on random-weight checkpoints in the exact official Lightni
 `--ckpt-dir`; projector 4096 -> 256 and, unless `--no-optimizer-state`, fake AdamW moments for every student
 parameter so the file has the size of a real training checkpoint):
 
-* load: a fresh Python process per loader and repeat (`atst.load_embedder` vs the official-style loader of
+* load: a fresh Python process per loader and repeat (`hear_atst.load_model` vs the official-style loader of
   `_official_style.py`), page cache warm; wall time of the load call, peak RSS of the process (VmHWM) and RSS
-  after the load. Median over `--load-repeats`.
+  after the load. Median over `--load-repeats`. The load-memory line sets the peak against the imports plus the
+  encoder's weights once (1.00 = no copy of the weights beyond the mapped file's pages).
 * throughput: `timestamp_embeddings` (the official `get_timestamp_embedding` for the baseline) on synthetic audio;
   every variant of a cell runs once per round, rounds repeated `--repeats` times (round-robin, so background load
   hits all variants alike), median reported. One untimed warm-up round per cell (skipped for cells above
@@ -130,20 +131,22 @@ def probe_load(loader: str, path: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    import atst  # noqa: F401  (imports are not part of the load time)
+    import hear_atst  # noqa: F401  (imports are not part of the load time)
     import _official_style
 
     rss_before = _status_mb("VmRSS")
     start = time.perf_counter()
     if loader == "project":
-        model = atst.load_embedder(path, mode="hear")
+        model = hear_atst.load_model(path)
     else:
         model = _official_style.load_official_style(path)
     seconds = time.perf_counter() - start
     gc.collect()
     params = sum(p.numel() for p in model.parameters())
+    weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     return {"loader": loader, "load_s": seconds, "peak_rss_mb": _status_mb("VmHWM"),
-            "rss_after_mb": _status_mb("VmRSS"), "rss_before_mb": rss_before, "params": params}
+            "rss_after_mb": _status_mb("VmRSS"), "rss_before_mb": rss_before, "params": params,
+            "weights_mb": weights_mb}
 
 
 def measure_load(loader: str, path: Path, threads: int, repeats: int) -> dict:
@@ -162,6 +165,7 @@ def measure_load(loader: str, path: Path, threads: int, repeats: int) -> dict:
         "rss_after_mb": statistics.median(r["rss_after_mb"] for r in runs),
         "rss_before_mb": statistics.median(r["rss_before_mb"] for r in runs),
         "params": runs[0]["params"],
+        "weights_mb": runs[0]["weights_mb"],
     }
 
 
@@ -324,6 +328,18 @@ def format_load(loads: list[dict]) -> str:
                   "peak - imports MB", "speed vs official", "peak RSS / official"], rows)
 
 
+def format_load_memory(loads: list[dict]) -> str:
+    """One line per load: peak RSS against imports + the encoder's weights once (the target of a copy-free load)."""
+    lines = []
+    for entry in loads:
+        floor = entry["rss_before_mb"] + entry["weights_mb"]
+        lines.append(f"load memory {entry['arch']} {entry['loader']}: peak RSS {entry['peak_rss_mb']:.0f} MB = imports "
+                     f"{entry['rss_before_mb']:.0f} MB + {entry['peak_rss_mb'] - entry['rss_before_mb']:.0f} MB; "
+                     f"encoder weights {entry['weights_mb']:.0f} MB; peak / (imports + weights once) "
+                     f"{entry['peak_rss_mb'] / floor:.2f}")
+    return "\n".join(lines)
+
+
 def format_throughput(rows: list[dict]) -> str:
     out = []
     for r in rows:
@@ -434,6 +450,7 @@ def main(argv=None) -> None:
         print(f"## Model load (fresh process per loader, page cache warm, median of {args.load_repeats}; "
               f"{'with' if not args.no_optimizer_state else 'without'} fake AdamW state in the file)")
         print(format_load(loads))
+        print(format_load_memory(loads))
         print()
     if rows:
         print(f"## timestamp_embeddings throughput on {device.type} ({env['threads']} threads); median of "

@@ -236,3 +236,49 @@ def test_safetensors_without_atst_metadata(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not an `atst export` encoder"):
         load_checkpoint(tmp_path / "other.safetensors")
+
+
+def _mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapping `path` (/proc/self/maps)."""
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() == str(path):
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                ranges.append((low, high))
+    return ranges
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc/self/maps (Linux)")
+def test_frozen_weights_are_pages_of_the_mapped_file_and_trainable_ones_private(tiny_frame_ckpt):
+    path = Path(tiny_frame_ckpt).resolve()
+    frozen = load_checkpoint(path).encoder
+    ranges = _mapped_ranges(path)
+    assert ranges, "the checkpoint is not memory-mapped"
+    inside = [any(low <= p.data_ptr() < high for low, high in ranges) for p in frozen.parameters()]
+    assert all(inside)  # no private copy: the weights are resident once, as the file's pages
+    trainable = load_checkpoint(path, trainable=True).encoder
+    ranges = _mapped_ranges(path)
+    assert not any(any(low <= p.data_ptr() < high for low, high in ranges) for p in trainable.parameters())
+    assert all(p.requires_grad for p in trainable.parameters())
+    for (name, a), b in zip(frozen.named_parameters(), trainable.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_stored_tensors_that_cannot_be_shared_are_copied_to_float32(tiny_frame_ckpt, tmp_path):
+    """Half-precision weights and views into a larger storage get private float32 copies (a view would keep the
+    whole storage alive)."""
+    raw = torch.load(tiny_frame_ckpt, weights_only=True)
+    state = raw["state_dict"]
+    teacher = [k for k in state if k.startswith("model.teacher.encoder.")]
+    for key in teacher[:3]:
+        state[key] = state[key].half()
+    pos_key = "model.teacher.encoder.pos_embed"
+    state[pos_key] = torch.cat([state[pos_key], state[pos_key]])[:1]  # a view into a storage twice its size
+    torch.save(raw, tmp_path / "mixed.ckpt")
+    encoder = load_checkpoint(tmp_path / "mixed.ckpt").encoder
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+    pos = encoder.pos_embed
+    assert pos.untyped_storage().nbytes() == pos.numel() * 4
+    torch.testing.assert_close(pos, state[pos_key].float())
