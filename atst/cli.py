@@ -2,6 +2,7 @@
 
     atst embed PATHS... --ckpt CKPT --out DIR [--mode hear|official] [--n-blocks 12] [--device cpu]
     atst export CKPT OUT.safetensors [--branch teacher|student] [--force]
+    atst export CKPT OUT.onnx [--format onnx] [--n-blocks 12]   # front end + encoder, one 10 s window, no PyTorch
     atst info CKPT [--json]
     atst download NAME...|all [--cache DIR]          # fetch released checkpoints ahead of time
     atst download --list                             # the released checkpoints and whether they are cached
@@ -26,13 +27,16 @@ import torch
 from .audio_io import AUDIO_SUFFIXES
 from .backbone import AUTOCAST_DTYPES
 from .batch_embed import embed_files
-from .checkpoint import BRANCHES, CheckpointError, describe_checkpoint, export_encoder, load_checkpoint
+from .checkpoint import (BRANCHES, CheckpointError, LoadedCheckpoint, describe_checkpoint, export_encoder,
+                         load_checkpoint)
 from .download import DownloadError
-from .embedding import MODES, load_embedder
+from .embedding import MODES, Embedder, load_embedder
 from .hub import cache_dir, cached_release, resolve_checkpoint
+from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .releases import RELEASES, release
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+EXPORT_FORMATS = ("safetensors", "onnx")
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -55,11 +59,47 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if report.skipped else EXIT_OK
 
 
+def export_format(out: str, requested: Optional[str]) -> str:
+    """The export format: `requested`, else from the suffix of `out` (.onnx -> onnx, else safetensors); a suffix
+    that names the other format is refused."""
+    suffix = Path(out).suffix.lower()
+    implied = {".onnx": "onnx", ".safetensors": "safetensors"}.get(suffix)
+    if requested is None:
+        return implied or "safetensors"
+    if implied is not None and implied != requested:
+        raise ValueError(f"the suffix of {out} says {implied} but --format is {requested}; pass --format {implied} "
+                         f"or name the file otherwise")
+    return requested
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    fmt = export_format(args.out, args.format)
+    if fmt != "onnx" and args.n_blocks is not None:
+        raise ValueError("--n-blocks applies to --format onnx (the safetensors export holds the whole encoder)")
     loaded = load_checkpoint(args.ckpt, branch=args.branch)
+    if fmt == "onnx":
+        return _export_onnx(args, loaded)
     path = export_encoder(loaded, args.out, overwrite=args.force)
     print(f"exported the {loaded.branch} encoder of {args.ckpt} (ATST-{loaded.family}, "
           f"{sum(p.numel() for p in loaded.encoder.parameters()):,} parameters) to {path}")
+    return EXIT_OK
+
+
+def _export_onnx(args: argparse.Namespace, loaded: LoadedCheckpoint) -> int:
+    n_blocks = 12 if args.n_blocks is None else args.n_blocks
+    embedder = Embedder(loaded.encoder, loaded.frontend_config, n_blocks=n_blocks,
+                        clip_train_len=loaded.clip_train_len)
+    done = export_onnx(embedder, args.out, source=loaded.path, branch=loaded.branch, overwrite=args.force)
+    meta = done.metadata
+    print(f"exported the {loaded.branch} encoder of {args.ckpt} (ATST-{loaded.family.capitalize()}) with its front "
+          f"end to {done.path} (ONNX): {INPUT_NAME} float32 [B, N] at 16 kHz, {meta['min_samples']} <= N <= "
+          f"{meta['max_samples']} samples -> {OUTPUT_NAME} float32 [B, T, {n_blocks * loaded.config.embed_dim}] "
+          f"(hear mode, token k at 40 k + 15 ms)")
+    if done.max_abs_diff is None:
+        print("not checked with onnxruntime (not installed)")
+    else:
+        print(f"checked with onnxruntime on a {done.checked_shape} batch: max |diff| to PyTorch "
+              f"{done.max_abs_diff:.2g}")
     return EXIT_OK
 
 
@@ -147,9 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     _offline_option(embed)
     embed.set_defaults(func=_cmd_embed)
 
-    export = commands.add_parser("export", help="write the encoder as safetensors (no pickle, no Lightning)")
+    export = commands.add_parser("export", help="write the encoder as safetensors (no pickle, no Lightning) or, "
+                                               "with its front end, as an ONNX graph (no PyTorch)")
     export.add_argument("ckpt", help="checkpoint file or released checkpoint name")
     export.add_argument("out")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default=None,
+                        help="safetensors: the encoder's weights and config; onnx: audio [B, N] (16 kHz, one window "
+                             "of up to 10 s) -> hear-mode timestamp embeddings [B, T, n_blocks x D] (default: from "
+                             "the suffix of OUT, else safetensors)")
+    export.add_argument("--n-blocks", type=int, default=None,
+                        help="onnx: read out the last N blocks (default 12)")
     export.add_argument("--branch", choices=BRANCHES, default="teacher")
     export.add_argument("--force", action="store_true", help="replace an existing output file")
     _offline_option(export)
@@ -179,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # fetch a released checkpoint (or refuse, offline) before any work; the command then finds it cached
             resolve_checkpoint(args.ckpt, offline=True if args.offline else None)
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, DownloadError) as error:
+    except (FileNotFoundError, ValueError, TypeError, DownloadError, ImportError) as error:
         print(f"atst {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -17,6 +17,8 @@ parameter so the file has the size of a real training checkpoint):
   hits all variants alike), median reported. One untimed warm-up round per cell (skipped for cells above
   `--warmup-limit` audio seconds; their shapes were warmed by the smaller cells). Before timing, the baseline output
   is checked against mode="official" fp32 (max abs diff <= 1e-4) -- this is what makes the baseline trustworthy.
+* `--onnx`: an onnxruntime row (the `atst export --format onnx` graph, CPU, the same thread count) in every cell of
+  at most one window, its max |diff| against PyTorch hear mode fp32 on the same audio in the last column.
 * call memory: CPU: peak RSS rise during a call (VmHWM reset through /proc/self/clear_refs after malloc_trim);
   CUDA: torch.cuda.max_memory_allocated rise.
 
@@ -236,6 +238,7 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
         checker = atst.Embedder(encoder, loaded.frontend_config, mode="official").eval()
     baseline = _official_style.load_official_style(str(path)).to(device)
     timer = Timer(device)
+    onnx = OnnxRow(arch, loaded, path, args) if args.onnx else None
 
     rows = []
     for batch, seconds in sorted(cells, key=lambda c: c[0] * c[1]):
@@ -245,11 +248,14 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
             calls[key] = (lambda e=embedder: e.timestamp_embeddings(audio)[0])
         if reference_key not in calls:
             calls[reference_key] = lambda: checker.timestamp_embeddings(audio)[0]
+        if onnx is not None and onnx.fits(audio):
+            calls[ONNX_KEY] = lambda: onnx.run(audio)
         warm = batch * seconds <= args.warmup_limit
         times = {key: [] for key in calls}
         peaks = {key: [] for key in calls}
         cpu = {key: [] for key in calls}
         errors: dict = {}
+        errors_vs_hear: dict = {}
         for round_index in range(args.repeats + int(warm)):
             timed = round_index >= int(warm)  # with a warm-up, round 0 is untimed
             outputs = {}
@@ -275,6 +281,8 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
                 for key, out in outputs.items():
                     official = key == "baseline" or key[0] == "official"
                     errors[key] = (out.float() - ref).abs().max().item() if official else float("nan")
+                if ONNX_KEY in outputs:  # against PyTorch hear mode fp32 on the same audio
+                    errors_vs_hear[ONNX_KEY] = (outputs[ONNX_KEY] - onnx.reference(audio)).abs().max().item()
                 del outputs, ref, base_out
         if reference_key not in embedders:
             del calls[reference_key]
@@ -290,12 +298,50 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
                 "speedup_vs_baseline": base_median / median,
                 "speedup_vs_baseline_best": min(times["baseline"]) / min(times[key]),
                 "call_peak_mb": max(peaks[key]), "max_abs_diff_vs_official_fp32": errors.get(key),
+                "max_abs_diff_vs_hear_fp32": errors_vs_hear.get(key),
                 "warmed_up": warm, "loadavg_1min_after": os.getloadavg()[0],
             })
         print_progress(rows[-len(calls):])
-    del embedders, baseline, encoder, checker
+    del embedders, baseline, encoder, checker, onnx
     gc.collect()
     return rows
+
+
+ONNX_KEY = ("hear (onnxruntime)", "fp32")
+
+
+class OnnxRow:
+    """The `--onnx` variant: the arch's checkpoint exported by `atst export --format onnx` (into a temporary folder,
+    checked against PyTorch there) and run by onnxruntime on the CPU with the benchmark's thread count; cells of
+    one window only (the graph's input range)."""
+
+    def __init__(self, arch: str, loaded, path: Path, args) -> None:
+        import tempfile
+
+        import atst
+        from atst.onnx_export import export_onnx, onnx_session
+
+        self.folder = tempfile.TemporaryDirectory(prefix="atst-bench-onnx-")
+        self.embedder = atst.Embedder(loaded.encoder, loaded.frontend_config).eval()
+        start = time.perf_counter()
+        done = export_onnx(self.embedder, Path(self.folder.name) / f"atstframe_{arch}.onnx", source=str(path))
+        print(f"  .. onnx export {arch}: {time.perf_counter() - start:.1f} s, "
+              f"{done.path.stat().st_size / 2**20:.0f} MB, onnxruntime vs PyTorch max |diff| {done.max_abs_diff:.2g} "
+              f"on {done.checked_shape}", file=sys.stderr, flush=True)
+        self.max_samples = int(done.metadata["max_samples"])
+        self.session = onnx_session(done.path, threads=args.threads)
+
+    def fits(self, audio) -> bool:
+        return self.embedder.backbone.frontend.min_samples <= audio.shape[1] <= self.max_samples
+
+    def run(self, audio):
+        import torch
+
+        (out,) = self.session.run(None, {"audio": audio.cpu().numpy()})
+        return torch.from_numpy(out)
+
+    def reference(self, audio):
+        return self.embedder.timestamp_embeddings(audio.cpu())[0]
 
 
 def print_progress(rows: list[dict]) -> None:
@@ -348,10 +394,11 @@ def format_throughput(rows: list[dict]) -> str:
                     f"{r['median_s']:.3f}", f"{r['best_s']:.3f}", f"{r['audio_s_per_s']:.1f}",
                     f"{r['speedup_vs_baseline']:.2f}x", f"{r['speedup_vs_baseline_best']:.2f}x",
                     f"{r['cpu_s']:.2f}", f"{r['cpu_speedup_vs_baseline']:.2f}x",
-                    f"{r['call_peak_mb']:.0f}", "-" if err is None or err != err else f"{err:.1e}"])
+                    f"{r['call_peak_mb']:.0f}", "-" if err is None or err != err else f"{err:.1e}",
+                    "-" if r.get("max_abs_diff_vs_hear_fp32") is None else f"{r['max_abs_diff_vs_hear_fp32']:.1e}"])
     return table(["arch", "dev", "batch", "clip s", "variant", "dtype", "median s", "best s", "audio s / s",
                   "vs baseline", "vs baseline (best)", "CPU s", "vs baseline (CPU s)",
-                  "call peak MB", "max|diff| vs off. fp32"], out)
+                  "call peak MB", "max|diff| vs off. fp32", "max|diff| vs hear fp32"], out)
 
 
 def format_long_vs_short(rows: list[dict], long_s: float, short_s: float) -> str:
@@ -394,6 +441,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="only the cells batch 1 / 10 s, batch 8 / 10 s, batch 1 / 60 s; 1 load probe per loader")
     parser.add_argument("--json", type=Path, default=None, help="write every measurement here")
+    parser.add_argument("--onnx", action="store_true",
+                        help="add an onnxruntime row (the `atst export --format onnx` graph, CPU, --threads) beside "
+                             "PyTorch in cells of at most one 10 s window (needs the onnx extra)")
     parser.add_argument("--_probe-load", nargs=2, metavar=("LOADER", "PATH"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -410,6 +460,8 @@ def main(argv=None) -> None:
     else:
         device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    if args.onnx and device.type != "cpu":
+        raise SystemExit("--onnx runs onnxruntime on the CPU beside PyTorch: use --device cpu")
     if args.quick:
         args.load_repeats = 1
     variants = [(m, d) for m in args.modes for d in args.dtypes]

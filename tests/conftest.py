@@ -147,6 +147,29 @@ def fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
+def reference(fixtures) -> dict:
+    """The official code's outputs for the ATST-Frame fixture (`atstframe_tiny_reference.pt`): inputs, float32
+    and float64 results per case."""
+    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def hear(fixtures):
+    """`atstframe_tiny.ckpt` in hear mode (CPU, fp32); shared: do not move or modify it."""
+    from atst import load_embedder
+
+    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def official(fixtures):
+    """`atstframe_tiny.ckpt` in official mode (CPU, fp32); shared: do not move or modify it."""
+    from atst import load_embedder
+
+    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
+
+
+@pytest.fixture(scope="session")
 def tiny_frame_ckpt(tmp_path_factory) -> Path:
     """A random-weight tiny (D=192, 12 blocks, 3 heads) ATST-Frame checkpoint in the official Lightning layout."""
     return write_official_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_frame.ckpt", arch="tiny", seed=0)

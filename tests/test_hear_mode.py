@@ -10,21 +10,6 @@ from conftest import SAMPLE_RATE
 SR = SAMPLE_RATE
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures):
-    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def hear(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"))
-
-
-@pytest.fixture(scope="module")
-def official(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
-
-
 @pytest.mark.parametrize("case", ["b2_1s", "b2_10s", "b1_0.3s"])
 def test_hear_equals_official_up_to_10s(hear, official, reference, case):
     audio = reference["inputs"][case][:, 0]

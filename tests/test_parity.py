@@ -10,16 +10,6 @@ ATOL = RTOL = 1e-4
 FRAME_CASES = ["b2_1s", "b2_10s", "b1_10.01s", "b1_23.456s", "b1_0.3s", "b1_20.03s"]
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures):
-    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def official(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
-
-
 @pytest.mark.parametrize("case", FRAME_CASES)
 def test_official_scene_matches_reference(official, reference, case):
     audio = reference["inputs"][case]  # [B, 1, N], as the official API takes it
