@@ -1,6 +1,7 @@
 """`atst` command: embed audio files, export an encoder, inspect a checkpoint, fetch released checkpoints.
 
     atst embed PATHS... --ckpt CKPT --out DIR [--mode hear|official] [--n-blocks 12] [--device cpu]
+    torchrun --nproc_per_node N -m atst embed ...    # N processes (GPUs), each its share; OUT/index.json by rank 0
     atst export CKPT OUT.safetensors [--branch teacher|student] [--force]
     atst export CKPT OUT.onnx [--format onnx] [--n-blocks 12]   # front end + encoder, one 10 s window, no PyTorch
     atst info CKPT [--json]
@@ -24,12 +25,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from .audio_io import AUDIO_SUFFIXES
 from .backbone import AUTOCAST_DTYPES
-from .batch_embed import embed_files
+from .batch_embed import FileEmbedder, Outcome, embed_files, write_index
 from .checkpoint import (BRANCHES, CheckpointError, LoadedCheckpoint, describe_checkpoint, export_encoder,
                          load_checkpoint)
 from .download import DownloadError
+from .embed_inputs import ACCEPTED
+from .embed_ranks import Topology, gather_outcomes, process_group, rank_device
 from .embedding import MODES, Embedder, load_embedder
 from .hub import cache_dir, cached_release, resolve_checkpoint
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
@@ -40,23 +42,45 @@ EXPORT_FORMATS = ("safetensors", "onnx")
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    if args.device == "cuda" and not torch.cuda.is_available():
+    topology = Topology.from_env()
+    device = rank_device(args.device, topology)
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda requested but CUDA is not available")
     embedder = load_embedder(args.ckpt, mode=args.mode, n_blocks=args.n_blocks, branch=args.branch,
-                             autocast=args.autocast).to(args.device)
+                             autocast=args.autocast).to(device)
     out = Path(args.out)
-    report = embed_files(embedder, args.paths, out, args.batch_seconds, not args.scene_only,
-                         progress=not args.quiet, overwrite=args.overwrite)
-    print(f"wrote {len(report.written)} files under {out} (scene {embedder.scene_embedding_size}-d, timestamp "
-          f"{embedder.timestamp_embedding_size}-d, mode {embedder.mode})")
-    if report.kept:
-        print(f"kept the complete outputs of {len(report.kept)} file(s) from an earlier run (--overwrite redoes "
-              f"them)")
-    for message in report.skipped:
+    with process_group(topology):
+        report = embed_files(embedder, args.paths, out, args.batch_seconds, not args.scene_only,
+                             progress=not args.quiet, overwrite=args.overwrite, rank=topology.rank,
+                             world_size=topology.world_size)
+        outcomes = gather_outcomes(report.outcomes, topology)
+    skipped = [outcome for outcome in outcomes if outcome.status == "skipped"]
+    if topology.is_main:
+        run = {"checkpoint": args.ckpt, "branch": args.branch, "mode": embedder.mode, "n_blocks": args.n_blocks,
+               "autocast": args.autocast, "outputs": list(FileEmbedder(embedder, not args.scene_only).kinds),
+               "scene_embedding_size": embedder.scene_embedding_size,
+               "timestamp_embedding_size": embedder.timestamp_embedding_size, "world_size": topology.world_size}
+        index = write_index(out, outcomes, run)
+        _print_embed_summary(embedder, out, outcomes, topology.world_size, index)
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def _print_embed_summary(embedder: Embedder, out: Path, outcomes: list[Outcome], world_size: int,
+                         index: Path) -> None:
+    """What the run did (all processes), each skipped clip named once."""
+    written = sum(len(outcome.outputs) for outcome in outcomes if outcome.status == "written")
+    kept = sum(outcome.status == "kept" for outcome in outcomes)
+    across = f" by {world_size} processes" if world_size > 1 else ""
+    print(f"wrote {written} files under {out}{across} (scene {embedder.scene_embedding_size}-d, timestamp "
+          f"{embedder.timestamp_embedding_size}-d, mode {embedder.mode}); index {index}")
+    if kept:
+        print(f"kept the complete outputs of {kept} file(s) from an earlier run (--overwrite redoes them)")
+    skipped = [outcome.reason for outcome in sorted(outcomes, key=lambda o: (o.unit, o.order))
+               if outcome.status == "skipped"]
+    for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    if report.skipped:
-        print(f"{len(report.skipped)} file(s) skipped; the others were written", file=sys.stderr)
-    return EXIT_SKIPPED if report.skipped else EXIT_OK
+    if skipped:
+        print(f"{len(skipped)} file(s) skipped; the others were written", file=sys.stderr)
 
 
 def export_format(out: str, requested: Optional[str]) -> str:
@@ -167,8 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     embed = commands.add_parser("embed", help="embed audio files or folders (wav/flac/ogg, any sample rate)")
-    embed.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively; "
-                       f"{', '.join(suffix.lstrip('.') for suffix in AUDIO_SUFFIXES)})")
+    embed.add_argument("paths", nargs="+", help=f"inputs: {ACCEPTED}; folders are searched recursively")
     embed.add_argument("--ckpt", required=True, help="checkpoint file (official .ckpt, DINO-style, or atst export) "
                        f"or a released checkpoint's name ({', '.join(RELEASES)})")
     embed.add_argument("--out", required=True, help="output folder; mirrors the input folder structure")

@@ -9,6 +9,7 @@ import argparse
 import io
 import os
 import socket
+import tarfile
 import threading
 import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,7 @@ MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5,
 
 __all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise",
            "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_release_layout",
-           "write_test_wav", "write_tone_clips"]
+           "write_tar_shard", "write_test_wav", "write_tone_clips"]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -69,6 +70,18 @@ def write_test_wav(path: Union[str, Path], seconds: float, rate: int = SAMPLE_RA
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), noise(seconds, rate, channels, seed), rate, subtype=subtype)
+    return path
+
+
+def write_tar_shard(path: Union[str, Path], members: Mapping[str, bytes]) -> Path:
+    """A WebDataset-style tar shard at `path` holding `members` ({member path: bytes}, in that order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return path
 
 
