@@ -56,10 +56,16 @@ class Topology:
         return self.rank == 0
 
 
-def rank_device(requested: str, topology: Topology) -> torch.device:
-    """The device of this process: `cuda` becomes `cuda:LOCAL_RANK` in a multi-process run."""
+def rank_device(requested: str, topology: Topology, device_count: Optional[int] = None) -> torch.device:
+    """The device of this process: `cuda` becomes `cuda:LOCAL_RANK` in a multi-process run; a LOCAL_RANK without a
+    GPU of its own (`device_count`, default: the visible CUDA devices) is a ValueError saying what to change."""
     device = torch.device(requested)
     if device.type == "cuda" and device.index is None and topology.world_size > 1:
+        count = torch.cuda.device_count() if device_count is None else device_count
+        if topology.local_rank >= count:
+            raise ValueError(f"process {topology.rank} has LOCAL_RANK {topology.local_rank} but {count} CUDA "
+                             f"device(s) are visible: start at most {count} process(es) per machine "
+                             f"(--nproc_per_node) or pass --device cpu")
         return torch.device("cuda", topology.local_rank)
     return device
 

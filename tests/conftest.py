@@ -6,6 +6,7 @@ Helpers are plain functions (`from conftest import write_test_wav`); fixtures wr
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import os
 import socket
@@ -33,9 +34,9 @@ CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5, 44100, 2),
                ("sub/noise8k.ogg", 3.0, 8000, 1))
 
-__all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise",
-           "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_release_layout",
-           "write_tar_shard", "write_test_wav", "write_tone_clips"]
+__all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "NEEDS_CUDA", "REPO", "SAMPLE_RATE", "devices",
+           "fixtures_dir", "noise", "on_device", "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header",
+           "write_mixed_corpus", "write_release_layout", "write_tar_shard", "write_test_wav", "write_tone_clips"]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -141,6 +142,42 @@ def tone_corpus(tmp_path_factory) -> Path:
     write_test_wav(root / "stereo44k.flac", 1.5, 44100, channels=2)
     (root / "corrupt.wav").write_bytes(CORRUPT_WAV)
     return root
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available (on a GPU machine: "
+                                                                       "pytest -m cuda)")
+
+
+def devices(cpu: bool = True) -> list:
+    """Values for a test's `device` argument: "cpu" (unless `cpu=False`) and "cuda", marked `cuda` and skipped
+    where CUDA is not available, so `pytest -m cuda` runs exactly the GPU variants."""
+    return ([pytest.param("cpu", id="cpu")] if cpu else []) + [
+        pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, NEEDS_CUDA])]
+
+
+_COPIES: Dict[Tuple[int, str], Tuple[torch.nn.Module, torch.nn.Module]] = {}
+
+
+def on_device(module: torch.nn.Module, device: str) -> torch.nn.Module:
+    """`module` itself for "cpu"; otherwise one copy of it moved to `device`, made once and reused (shared
+    fixtures stay on the CPU)."""
+    if device == "cpu":
+        return module
+    key = (id(module), device)
+    if key not in _COPIES or _COPIES[key][0] is not module:
+        _COPIES[key] = (module, copy.deepcopy(module).to(device))
+    return _COPIES[key][1]
+
+
+@pytest.fixture
+def exact_fp32():
+    """Full float32 matmuls and convolutions on CUDA during the test (TF32 off), for parity checks at 1e-4."""
+    matmul, conv = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
+    yield
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
 
 
 # ------------------------------------------------------------------------------------ fixtures and checkpoints

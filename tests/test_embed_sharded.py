@@ -155,7 +155,9 @@ def test_topology_comes_from_torchrun_and_each_process_takes_its_gpu():
                                                                           r"\$WORLD_SIZE")):
         with pytest.raises(ValueError, match=named):
             Topology.from_env(environ)
-    assert rank_device("cuda", Topology(3, 4, 1)) == torch.device("cuda", 1)
+    assert rank_device("cuda", Topology(3, 4, 1), device_count=2) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="LOCAL_RANK 2 but 2 CUDA device"):
+        rank_device("cuda", Topology(2, 4, 2), device_count=2)
     assert rank_device("cuda:0", Topology(3, 4, 1)) == torch.device("cuda", 0)  # explicit: as given
     assert rank_device("cuda", Topology()) == torch.device("cuda")
     assert rank_device("cpu", Topology(1, 2, 1)) == torch.device("cpu")
