@@ -28,6 +28,7 @@ from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
 from .fileio import atomic_path
 from .frontend import FrontendConfig
 from .hub import requested_release, resolve_checkpoint
+from .mapped_pages import MappedFile
 
 PathLike = Union[str, os.PathLike]
 BRANCHES = ("teacher", "student")
@@ -268,28 +269,13 @@ def clip_train_len_from(hyper_parameters: Mapping, path: Path) -> float:
     return seconds
 
 
-def _encoder_tensor(value: Tensor, trainable: bool) -> Tensor:
-    """The tensor the encoder keeps for a stored one.
-
-    A frozen encoder shares a stored float32 tensor that is contiguous and owns its whole storage: from a
-    memory-mapped file (`torch.load(mmap=True)`, MAP_PRIVATE) it is a view of the file's pages, so the weights are
-    resident once (as page cache) instead of twice. Anything else gets a private float32 copy: other dtypes, views
-    into a larger storage (which would keep the rest alive), and trainable weights, which the optimiser writes."""
-    value = value.detach()
-    owns_storage = value.storage_offset() == 0 and \
-        value.untyped_storage().nbytes() == value.numel() * value.element_size()
-    if not trainable and value.dtype == torch.float32 and value.is_contiguous() and owns_storage:
-        return value
-    return value.to(torch.float32, copy=True)
-
-
-def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str,
-                  trainable: bool = False) -> ATSTEncoder:
+def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str, trainable: bool = False,
+                  mapped: Optional[MappedFile] = None) -> ATSTEncoder:
     """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys.
 
-    The encoder is returned in eval mode; its parameters require gradients only when `trainable`. A frozen encoder
-    shares the stored float32 tensors (no copy of a memory-mapped file, see `_encoder_tensor`); a trainable one gets
-    private copies."""
+    The encoder is returned in eval mode; its parameters require gradients only when `trainable`. Its weights are
+    private float32 copies, independent of the file; `mapped`: the memory-mapped file `state` lives in, whose pages
+    are released as each tensor is copied (the peak holds the weights once, see `atst.mapped_pages`)."""
     with torch.device("meta"):
         encoder = ATSTEncoder(config)
     expected = set(encoder.state_dict().keys())
@@ -314,7 +300,9 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
         if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{source}: {key} holds NaN or Inf values; the weights are corrupt (embeddings "
                                   f"from them would be NaN)")
-        tensors[key] = _encoder_tensor(value, trainable)
+        tensors[key] = value.detach().to(torch.float32, copy=True)
+        if mapped is not None:
+            mapped.release(value)
     encoder.load_state_dict(tensors, assign=True)
     return encoder.eval().requires_grad_(trainable)
 
@@ -340,7 +328,7 @@ def _loaded_from_raw(raw: Any, branch: str, path: Path, trainable: bool = False)
     frontend_config = frontend_config_from(hparams, config, path)
     train_len = clip_train_len_from(hparams, path) if config.has_cls else DEFAULT_CLIP_TRAIN_LEN
     return LoadedCheckpoint(
-        encoder=build_encoder(config, state, str(path), trainable),
+        encoder=build_encoder(config, state, str(path), trainable, MappedFile(path)),
         config=config,
         frontend_config=frontend_config,
         family_source=source,
