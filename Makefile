@@ -28,9 +28,9 @@ $(STAMP)/core: $(STAMP)/venv requirements/core.txt requirements/dev.txt setup.py
 
 # HEAR harness: hearvalidator and heareval without their stale pins (numpy 1.19, python < 3.9), then their
 # real runtime needs; TensorFlow only because the stock commands import it at top level.
-$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt requirements/downstream.txt
+$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt requirements/downstream.txt requirements/onnx.txt
 	$(PIP) install -q -r requirements/hear.txt -r requirements/s3prl.txt -r requirements/pretrain.txt \
-	  -r requirements/downstream.txt
+	  -r requirements/downstream.txt -r requirements/onnx.txt
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/hear-nodeps.txt
 	$(PIP) install -q -r requirements/hear-tf.txt
 	touch $@

@@ -27,6 +27,7 @@ setup(
         "s3prl": requirements("s3prl"),
         "pretrain": requirements("pretrain"),
         "downstream": requirements("downstream"),
+        "onnx": requirements("onnx"),
         "dev": requirements("dev"),
     },
     entry_points={

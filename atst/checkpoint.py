@@ -28,6 +28,7 @@ from .encoder import ATSTEncoder, EncoderConfig, arch_name, count_parameters
 from .fileio import atomic_path
 from .frontend import FrontendConfig
 from .hub import requested_release, resolve_checkpoint
+from .mapped_pages import MappedFile
 
 PathLike = Union[str, os.PathLike]
 BRANCHES = ("teacher", "student")
@@ -268,11 +269,13 @@ def clip_train_len_from(hyper_parameters: Mapping, path: Path) -> float:
     return seconds
 
 
-def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str,
-                  trainable: bool = False) -> ATSTEncoder:
+def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: str, trainable: bool = False,
+                  mapped: Optional[MappedFile] = None) -> ATSTEncoder:
     """Instantiate without initialising (meta device) and load the tensors; mismatches name the keys.
 
-    The encoder is returned in eval mode; its parameters require gradients only when `trainable`."""
+    The encoder is returned in eval mode; its parameters require gradients only when `trainable`. Its weights are
+    private float32 copies, independent of the file; `mapped`: the memory-mapped file `state` lives in, whose pages
+    are released as each tensor is copied (the peak holds the weights once, see `atst.mapped_pages`)."""
     with torch.device("meta"):
         encoder = ATSTEncoder(config)
     expected = set(encoder.state_dict().keys())
@@ -297,8 +300,9 @@ def build_encoder(config: EncoderConfig, state: Mapping[str, Tensor], source: st
         if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{source}: {key} holds NaN or Inf values; the weights are corrupt (embeddings "
                                   f"from them would be NaN)")
-        # a private float32 copy: detaches the weights from the (mmapped) file and the rest of the checkpoint
         tensors[key] = value.detach().to(torch.float32, copy=True)
+        if mapped is not None:
+            mapped.release(value)
     encoder.load_state_dict(tensors, assign=True)
     return encoder.eval().requires_grad_(trainable)
 
@@ -324,7 +328,7 @@ def _loaded_from_raw(raw: Any, branch: str, path: Path, trainable: bool = False)
     frontend_config = frontend_config_from(hparams, config, path)
     train_len = clip_train_len_from(hparams, path) if config.has_cls else DEFAULT_CLIP_TRAIN_LEN
     return LoadedCheckpoint(
-        encoder=build_encoder(config, state, str(path), trainable),
+        encoder=build_encoder(config, state, str(path), trainable, MappedFile(path)),
         config=config,
         frontend_config=frontend_config,
         family_source=source,

@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Collection, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 TMP_MARK = ".tmp-"
@@ -107,10 +107,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+def remove_stale_temporaries(folder: PathLike, names: Optional[Collection[str]] = None) -> list[Path]:
     """Delete the temporary files in `folder` (not recursive) whose writing process no longer runs; returns them.
 
-    Temporaries of live processes (another run writing into the same folder) are left alone.
+    Temporaries of live processes (another run writing into the same folder) are left alone. `names`: only the
+    temporaries of these final file names (a process that shares the folder with processes on other machines, whose
+    process ids mean nothing here, removes only those of the files it writes itself).
     """
     folder = Path(folder)
     removed: list[Path] = []
@@ -118,6 +120,8 @@ def remove_stale_temporaries(folder: PathLike) -> list[Path]:
         return removed
     for item in folder.iterdir():
         match = _TMP_NAME.match(item.name)
+        if match and names is not None and match.group("name") not in names:
+            continue
         if match and item.is_file() and not _process_alive(int(match.group("pid"))):
             with contextlib.suppress(FileNotFoundError):
                 item.unlink()

@@ -8,14 +8,17 @@ What is measured (all on random-weight checkpoints in the exact official Lightni
 `--ckpt-dir`; projector 4096 -> 256 and, unless `--no-optimizer-state`, fake AdamW moments for every student
 parameter so the file has the size of a real training checkpoint):
 
-* load: a fresh Python process per loader and repeat (`atst.load_embedder` vs the official-style loader of
+* load: a fresh Python process per loader and repeat (`hear_atst.load_model` vs the official-style loader of
   `_official_style.py`), page cache warm; wall time of the load call, peak RSS of the process (VmHWM) and RSS
-  after the load. Median over `--load-repeats`.
+  after the load. Median over `--load-repeats`. The load-memory line sets the peak against the imports plus the
+  encoder's weights once (1.00 = no copy of the weights beyond the mapped file's pages).
 * throughput: `timestamp_embeddings` (the official `get_timestamp_embedding` for the baseline) on synthetic audio;
   every variant of a cell runs once per round, rounds repeated `--repeats` times (round-robin, so background load
   hits all variants alike), median reported. One untimed warm-up round per cell (skipped for cells above
   `--warmup-limit` audio seconds; their shapes were warmed by the smaller cells). Before timing, the baseline output
   is checked against mode="official" fp32 (max abs diff <= 1e-4) -- this is what makes the baseline trustworthy.
+* `--onnx`: an onnxruntime row (the `atst export --format onnx` graph, CPU, the same thread count) in every cell of
+  at most one window, its max |diff| against PyTorch hear mode fp32 on the same audio in the last column.
 * call memory: CPU: peak RSS rise during a call (VmHWM reset through /proc/self/clear_refs after malloc_trim);
   CUDA: torch.cuda.max_memory_allocated rise.
 
@@ -130,20 +133,22 @@ def probe_load(loader: str, path: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    import atst  # noqa: F401  (imports are not part of the load time)
+    import hear_atst  # noqa: F401  (imports are not part of the load time)
     import _official_style
 
     rss_before = _status_mb("VmRSS")
     start = time.perf_counter()
     if loader == "project":
-        model = atst.load_embedder(path, mode="hear")
+        model = hear_atst.load_model(path)
     else:
         model = _official_style.load_official_style(path)
     seconds = time.perf_counter() - start
     gc.collect()
     params = sum(p.numel() for p in model.parameters())
+    weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     return {"loader": loader, "load_s": seconds, "peak_rss_mb": _status_mb("VmHWM"),
-            "rss_after_mb": _status_mb("VmRSS"), "rss_before_mb": rss_before, "params": params}
+            "rss_after_mb": _status_mb("VmRSS"), "rss_before_mb": rss_before, "params": params,
+            "weights_mb": weights_mb}
 
 
 def measure_load(loader: str, path: Path, threads: int, repeats: int) -> dict:
@@ -162,6 +167,7 @@ def measure_load(loader: str, path: Path, threads: int, repeats: int) -> dict:
         "rss_after_mb": statistics.median(r["rss_after_mb"] for r in runs),
         "rss_before_mb": statistics.median(r["rss_before_mb"] for r in runs),
         "params": runs[0]["params"],
+        "weights_mb": runs[0]["weights_mb"],
     }
 
 
@@ -232,6 +238,7 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
         checker = atst.Embedder(encoder, loaded.frontend_config, mode="official").eval()
     baseline = _official_style.load_official_style(str(path)).to(device)
     timer = Timer(device)
+    onnx = OnnxRow(arch, loaded, path, args) if args.onnx else None
 
     rows = []
     for batch, seconds in sorted(cells, key=lambda c: c[0] * c[1]):
@@ -241,11 +248,14 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
             calls[key] = (lambda e=embedder: e.timestamp_embeddings(audio)[0])
         if reference_key not in calls:
             calls[reference_key] = lambda: checker.timestamp_embeddings(audio)[0]
+        if onnx is not None and onnx.fits(audio):
+            calls[ONNX_KEY] = lambda: onnx.run(audio)
         warm = batch * seconds <= args.warmup_limit
         times = {key: [] for key in calls}
         peaks = {key: [] for key in calls}
         cpu = {key: [] for key in calls}
         errors: dict = {}
+        errors_vs_hear: dict = {}
         for round_index in range(args.repeats + int(warm)):
             timed = round_index >= int(warm)  # with a warm-up, round 0 is untimed
             outputs = {}
@@ -271,6 +281,8 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
                 for key, out in outputs.items():
                     official = key == "baseline" or key[0] == "official"
                     errors[key] = (out.float() - ref).abs().max().item() if official else float("nan")
+                if ONNX_KEY in outputs:  # against PyTorch hear mode fp32 on the same audio
+                    errors_vs_hear[ONNX_KEY] = (outputs[ONNX_KEY] - onnx.reference(audio)).abs().max().item()
                 del outputs, ref, base_out
         if reference_key not in embedders:
             del calls[reference_key]
@@ -286,12 +298,50 @@ def bench_arch(arch: str, path: Path, args, device, variants: list[tuple[str, st
                 "speedup_vs_baseline": base_median / median,
                 "speedup_vs_baseline_best": min(times["baseline"]) / min(times[key]),
                 "call_peak_mb": max(peaks[key]), "max_abs_diff_vs_official_fp32": errors.get(key),
+                "max_abs_diff_vs_hear_fp32": errors_vs_hear.get(key),
                 "warmed_up": warm, "loadavg_1min_after": os.getloadavg()[0],
             })
         print_progress(rows[-len(calls):])
-    del embedders, baseline, encoder, checker
+    del embedders, baseline, encoder, checker, onnx
     gc.collect()
     return rows
+
+
+ONNX_KEY = ("hear (onnxruntime)", "fp32")
+
+
+class OnnxRow:
+    """The `--onnx` variant: the arch's checkpoint exported by `atst export --format onnx` (into a temporary folder,
+    checked against PyTorch there) and run by onnxruntime on the CPU with the benchmark's thread count; cells of
+    one window only (the graph's input range)."""
+
+    def __init__(self, arch: str, loaded, path: Path, args) -> None:
+        import tempfile
+
+        import atst
+        from atst.onnx_export import export_onnx, onnx_session
+
+        self.folder = tempfile.TemporaryDirectory(prefix="atst-bench-onnx-")
+        self.embedder = atst.Embedder(loaded.encoder, loaded.frontend_config).eval()
+        start = time.perf_counter()
+        done = export_onnx(self.embedder, Path(self.folder.name) / f"atstframe_{arch}.onnx", source=str(path))
+        print(f"  .. onnx export {arch}: {time.perf_counter() - start:.1f} s, "
+              f"{done.path.stat().st_size / 2**20:.0f} MB, onnxruntime vs PyTorch max |diff| {done.max_abs_diff:.2g} "
+              f"on {done.checked_shape}", file=sys.stderr, flush=True)
+        self.max_samples = int(done.metadata["max_samples"])
+        self.session = onnx_session(done.path, threads=args.threads)
+
+    def fits(self, audio) -> bool:
+        return self.embedder.backbone.frontend.min_samples <= audio.shape[1] <= self.max_samples
+
+    def run(self, audio):
+        import torch
+
+        (out,) = self.session.run(None, {"audio": audio.cpu().numpy()})
+        return torch.from_numpy(out)
+
+    def reference(self, audio):
+        return self.embedder.timestamp_embeddings(audio.cpu())[0]
 
 
 def print_progress(rows: list[dict]) -> None:
@@ -324,6 +374,18 @@ def format_load(loads: list[dict]) -> str:
                   "peak - imports MB", "speed vs official", "peak RSS / official"], rows)
 
 
+def format_load_memory(loads: list[dict]) -> str:
+    """One line per load: peak RSS against imports + the encoder's weights once (the target of a copy-free load)."""
+    lines = []
+    for entry in loads:
+        floor = entry["rss_before_mb"] + entry["weights_mb"]
+        lines.append(f"load memory {entry['arch']} {entry['loader']}: peak RSS {entry['peak_rss_mb']:.0f} MB = imports "
+                     f"{entry['rss_before_mb']:.0f} MB + {entry['peak_rss_mb'] - entry['rss_before_mb']:.0f} MB; "
+                     f"encoder weights {entry['weights_mb']:.0f} MB; peak / (imports + weights once) "
+                     f"{entry['peak_rss_mb'] / floor:.2f}")
+    return "\n".join(lines)
+
+
 def format_throughput(rows: list[dict]) -> str:
     out = []
     for r in rows:
@@ -332,10 +394,11 @@ def format_throughput(rows: list[dict]) -> str:
                     f"{r['median_s']:.3f}", f"{r['best_s']:.3f}", f"{r['audio_s_per_s']:.1f}",
                     f"{r['speedup_vs_baseline']:.2f}x", f"{r['speedup_vs_baseline_best']:.2f}x",
                     f"{r['cpu_s']:.2f}", f"{r['cpu_speedup_vs_baseline']:.2f}x",
-                    f"{r['call_peak_mb']:.0f}", "-" if err is None or err != err else f"{err:.1e}"])
+                    f"{r['call_peak_mb']:.0f}", "-" if err is None or err != err else f"{err:.1e}",
+                    "-" if r.get("max_abs_diff_vs_hear_fp32") is None else f"{r['max_abs_diff_vs_hear_fp32']:.1e}"])
     return table(["arch", "dev", "batch", "clip s", "variant", "dtype", "median s", "best s", "audio s / s",
                   "vs baseline", "vs baseline (best)", "CPU s", "vs baseline (CPU s)",
-                  "call peak MB", "max|diff| vs off. fp32"], out)
+                  "call peak MB", "max|diff| vs off. fp32", "max|diff| vs hear fp32"], out)
 
 
 def format_long_vs_short(rows: list[dict], long_s: float, short_s: float) -> str:
@@ -378,6 +441,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="only the cells batch 1 / 10 s, batch 8 / 10 s, batch 1 / 60 s; 1 load probe per loader")
     parser.add_argument("--json", type=Path, default=None, help="write every measurement here")
+    parser.add_argument("--onnx", action="store_true",
+                        help="add an onnxruntime row (the `atst export --format onnx` graph, CPU, --threads) beside "
+                             "PyTorch in cells of at most one 10 s window (needs the onnx extra)")
     parser.add_argument("--_probe-load", nargs=2, metavar=("LOADER", "PATH"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -394,6 +460,8 @@ def main(argv=None) -> None:
     else:
         device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    if args.onnx and device.type != "cpu":
+        raise SystemExit("--onnx runs onnxruntime on the CPU beside PyTorch: use --device cpu")
     if args.quick:
         args.load_repeats = 1
     variants = [(m, d) for m in args.modes for d in args.dtypes]
@@ -434,6 +502,7 @@ def main(argv=None) -> None:
         print(f"## Model load (fresh process per loader, page cache warm, median of {args.load_repeats}; "
               f"{'with' if not args.no_optimizer_state else 'without'} fake AdamW state in the file)")
         print(format_load(loads))
+        print(format_load_memory(loads))
         print()
     if rows:
         print(f"## timestamp_embeddings throughput on {device.type} ({env['threads']} threads); median of "

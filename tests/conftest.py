@@ -6,9 +6,11 @@ Helpers are plain functions (`from conftest import write_test_wav`); fixtures wr
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import os
 import socket
+import tarfile
 import threading
 import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,9 +34,9 @@ CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5, 44100, 2),
                ("sub/noise8k.ogg", 3.0, 8000, 1))
 
-__all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "REPO", "SAMPLE_RATE", "fixtures_dir", "noise",
-           "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header", "write_mixed_corpus", "write_release_layout",
-           "write_test_wav", "write_tone_clips"]
+__all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "NEEDS_CUDA", "REPO", "SAMPLE_RATE", "devices",
+           "fixtures_dir", "noise", "on_device", "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header",
+           "write_mixed_corpus", "write_release_layout", "write_tar_shard", "write_test_wav", "write_tone_clips"]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -69,6 +71,18 @@ def write_test_wav(path: Union[str, Path], seconds: float, rate: int = SAMPLE_RA
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), noise(seconds, rate, channels, seed), rate, subtype=subtype)
+    return path
+
+
+def write_tar_shard(path: Union[str, Path], members: Mapping[str, bytes]) -> Path:
+    """A WebDataset-style tar shard at `path` holding `members` ({member path: bytes}, in that order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return path
 
 
@@ -130,6 +144,42 @@ def tone_corpus(tmp_path_factory) -> Path:
     return root
 
 
+# ---------------------------------------------------------------------------------------------------- devices
+
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available (on a GPU machine: "
+                                                                       "pytest -m cuda)")
+
+
+def devices(cpu: bool = True) -> list:
+    """Values for a test's `device` argument: "cpu" (unless `cpu=False`) and "cuda", marked `cuda` and skipped
+    where CUDA is not available, so `pytest -m cuda` runs exactly the GPU variants."""
+    return ([pytest.param("cpu", id="cpu")] if cpu else []) + [
+        pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, NEEDS_CUDA])]
+
+
+_COPIES: Dict[Tuple[int, str], Tuple[torch.nn.Module, torch.nn.Module]] = {}
+
+
+def on_device(module: torch.nn.Module, device: str) -> torch.nn.Module:
+    """`module` itself for "cpu"; otherwise one copy of it moved to `device`, made once and reused (shared
+    fixtures stay on the CPU)."""
+    if device == "cpu":
+        return module
+    key = (id(module), device)
+    if key not in _COPIES or _COPIES[key][0] is not module:
+        _COPIES[key] = (module, copy.deepcopy(module).to(device))
+    return _COPIES[key][1]
+
+
+@pytest.fixture
+def exact_fp32():
+    """Full float32 matmuls and convolutions on CUDA during the test (TF32 off), for parity checks at 1e-4."""
+    matmul, conv = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
+    yield
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
+
+
 # ------------------------------------------------------------------------------------ fixtures and checkpoints
 
 def fixtures_dir() -> Path:
@@ -144,6 +194,29 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return fixtures_dir()
+
+
+@pytest.fixture(scope="session")
+def reference(fixtures) -> dict:
+    """The official code's outputs for the ATST-Frame fixture (`atstframe_tiny_reference.pt`): inputs, float32
+    and float64 results per case."""
+    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def hear(fixtures):
+    """`atstframe_tiny.ckpt` in hear mode (CPU, fp32); shared: do not move or modify it."""
+    from atst import load_embedder
+
+    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def official(fixtures):
+    """`atstframe_tiny.ckpt` in official mode (CPU, fp32); shared: do not move or modify it."""
+    from atst import load_embedder
+
+    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,9 @@ import argparse
 import json
 import os
 import pickle
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,8 @@ import torch
 
 from atst import CheckpointError, describe_checkpoint, export_encoder, load_checkpoint, load_embedder
 from atst.encoder import arch_config
-from atst.synthetic import random_encoder
-from conftest import SAMPLE_RATE
+from atst.synthetic import random_encoder, write_official_checkpoint
+from conftest import SAMPLE_RATE, subprocess_env
 
 SR = SAMPLE_RATE
 MANIFESTS = {
@@ -236,3 +239,67 @@ def test_safetensors_without_atst_metadata(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not an `atst export` encoder"):
         load_checkpoint(tmp_path / "other.safetensors")
+
+
+# a fresh process: (peak RSS rise during hear_atst.load_model, encoder weights) in MB
+LOAD_PEAK_PROBE = """
+import sys, torch
+torch.set_num_threads(1)
+import hear_atst
+def mb(field):
+    return next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith(field + ":"))
+before = mb("VmRSS")
+model = hear_atst.load_model(sys.argv[1])
+print(mb("VmHWM") - before, sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20)
+"""
+
+# a fresh process (a SIGBUS must not take pytest down): embeddings before and after the file is overwritten in place
+IN_PLACE_PROBE = """
+import shutil, sys, torch
+import hear_atst
+model = hear_atst.load_model(sys.argv[1])
+audio = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+first = hear_atst.get_scene_embeddings(audio, model)
+shutil.copyfile(sys.argv[2], sys.argv[1])  # cp onto it: truncated, then other bytes
+after_copy = hear_atst.get_scene_embeddings(audio, model)
+open(sys.argv[1], "wb").close()
+after_truncation = hear_atst.get_scene_embeddings(audio, model)
+print(torch.equal(first, after_copy), torch.equal(first, after_truncation))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads VmHWM from /proc (Linux)")
+def test_the_load_peak_holds_the_encoder_weights_once(tmp_path):
+    path = write_official_checkpoint(tmp_path / "small.ckpt", arch="small", seed=0)  # 82 MB of teacher weights
+    result = subprocess.run([sys.executable, "-c", LOAD_PEAK_PROBE, str(path)], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rise, weights = map(float, result.stdout.split())
+    assert rise < 1.25 * weights, (rise, weights)  # copies beside the file's resident pages would be about 2x
+
+
+def test_a_loaded_model_does_not_depend_on_its_file(tiny_frame_ckpt, fixtures, tmp_path):
+    path = tmp_path / "model.ckpt"
+    shutil.copyfile(tiny_frame_ckpt, path)
+    result = subprocess.run([sys.executable, "-c", IN_PLACE_PROBE, str(path), str(fixtures / "atstclip_tiny.ckpt")],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-2000:]}"
+    assert result.stdout.split() == ["True", "True"]
+
+
+def test_half_precision_weights_and_views_load_as_compact_float32_copies(tiny_frame_ckpt, tmp_path):
+    """Half-precision weights and a view into a larger storage become float32 tensors of their own (a view would
+    keep the whole storage alive)."""
+    raw = torch.load(tiny_frame_ckpt, weights_only=True)
+    state = raw["state_dict"]
+    teacher = [k for k in state if k.startswith("model.teacher.encoder.")]
+    for key in teacher[:3]:
+        state[key] = state[key].half()
+    pos_key = "model.teacher.encoder.pos_embed"
+    state[pos_key] = torch.cat([state[pos_key], state[pos_key]])[:1]  # a view into a storage twice its size
+    torch.save(raw, tmp_path / "mixed.ckpt")
+    encoder = load_checkpoint(tmp_path / "mixed.ckpt").encoder
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+    pos = encoder.pos_embed
+    assert pos.untyped_storage().nbytes() == pos.numel() * 4
+    torch.testing.assert_close(pos, state[pos_key].float())

@@ -5,29 +5,16 @@ import pytest
 import torch
 
 from atst import load_embedder
-from conftest import SAMPLE_RATE
+from conftest import NEEDS_CUDA, SAMPLE_RATE, devices, on_device
 
 SR = SAMPLE_RATE
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures):
-    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def hear(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"))
-
-
-@pytest.fixture(scope="module")
-def official(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
-
-
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("case", ["b2_1s", "b2_10s", "b1_0.3s"])
-def test_hear_equals_official_up_to_10s(hear, official, reference, case):
-    audio = reference["inputs"][case][:, 0]
+def test_hear_equals_official_up_to_10s(hear, official, reference, case, device, exact_fp32):
+    hear, official = on_device(hear, device), on_device(official, device)
+    audio = reference["inputs"][case][:, 0].to(device)
     hear_tokens, hear_stamps = hear.timestamp_embeddings(audio)
     official_tokens, official_stamps = official.timestamp_embeddings(audio)
     torch.testing.assert_close(hear_tokens, official_tokens, atol=1e-4, rtol=1e-4)
@@ -90,9 +77,11 @@ def test_scene_is_the_token_weighted_mean_over_windows(hear):
     torch.testing.assert_close(hear.scene_embeddings(audio), embeddings.mean(dim=1), atol=1e-5, rtol=1e-5)
 
 
-def test_a_clip_does_not_depend_on_batch_partners_or_padding(hear):
+@pytest.mark.parametrize("device", devices())
+def test_a_clip_does_not_depend_on_batch_partners_or_padding(hear, device, exact_fp32):
+    hear = on_device(hear, device)
     generator = torch.Generator().manual_seed(3)
-    clips = [torch.randn(n, generator=generator) * 0.1 for n in (3 * SR, 12 * SR + 321, 800)]
+    clips = [torch.randn(n, generator=generator).to(device) * 0.1 for n in (3 * SR, 12 * SR + 321, 800)]
     clips[1][5 * SR : 5 * SR + 400] += 0.95  # a loud partner must not change the others' top_db floor
     longest = max(c.shape[0] for c in clips)
     batch = torch.stack([torch.nn.functional.pad(c, (0, longest - c.shape[0])) for c in clips])
@@ -133,12 +122,18 @@ def test_n_blocks_sets_the_widths(fixtures):
     torch.testing.assert_close(embeddings, full[..., -3 * 64 :])  # the last three blocks of the 12
 
 
-def test_bf16_autocast_keeps_float32_outputs_close(fixtures):
-    model = load_embedder(str(fixtures / "atstframe_tiny.ckpt"), autocast="bf16")
-    audio = torch.randn(2, 2 * SR) * 0.1
-    reference = load_embedder(str(fixtures / "atstframe_tiny.ckpt")).scene_embeddings(audio)
+@pytest.mark.parametrize("device, autocast, mode", [
+    ("cpu", "bf16", "hear"),
+    *[pytest.param("cuda", autocast, mode, marks=[pytest.mark.cuda, NEEDS_CUDA], id=f"cuda-{autocast}-{mode}")
+      for autocast in ("bf16", "fp16") for mode in ("hear", "official")]])
+def test_reduced_precision_autocast_keeps_float32_outputs_close(fixtures, device, autocast, mode):
+    model = load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode=mode, autocast=autocast).to(device)
+    audio = (torch.randn(2, 2 * SR) * 0.1).to(device)
+    reference = load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode=mode).to(device).scene_embeddings(audio)
     got = model.scene_embeddings(audio)
-    assert got.dtype == torch.float32
+    tokens, _ = model.timestamp_embeddings(audio)
+    assert got.dtype == tokens.dtype == torch.float32 and got.device == audio.device
+    assert torch.isfinite(tokens).all()
     assert torch.nn.functional.cosine_similarity(got, reference).min() > 0.99
 
 

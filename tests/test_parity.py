@@ -1,38 +1,34 @@
-"""`official` mode reproduces the official implementation's outputs (../shared/fixtures) to 1e-4."""
+"""`official` mode reproduces the official implementation's outputs (../shared/fixtures) to 1e-4 (on CUDA too, with
+TF32 off: `pytest -m cuda`)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from atst import load_embedder, official_frame_linear_eval
+from conftest import devices, on_device
 
 ATOL = RTOL = 1e-4
 FRAME_CASES = ["b2_1s", "b2_10s", "b1_10.01s", "b1_23.456s", "b1_0.3s", "b1_20.03s"]
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures):
-    return torch.load(fixtures / "atstframe_tiny_reference.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def official(fixtures):
-    return load_embedder(str(fixtures / "atstframe_tiny.ckpt"), mode="official")
-
-
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("case", FRAME_CASES)
-def test_official_scene_matches_reference(official, reference, case):
-    audio = reference["inputs"][case]  # [B, 1, N], as the official API takes it
+def test_official_scene_matches_reference(official, reference, case, device, exact_fp32):
+    audio = reference["inputs"][case].to(device)  # [B, 1, N], as the official API takes it
     expected = reference["float32"][case]["scene"]
-    got = official.scene_embeddings(audio)
-    assert got.dtype == torch.float32 and got.shape == expected.shape
-    torch.testing.assert_close(got, expected, atol=ATOL, rtol=RTOL)
+    got = on_device(official, device).scene_embeddings(audio)
+    assert got.dtype == torch.float32 and got.shape == expected.shape and got.device == audio.device
+    torch.testing.assert_close(got.cpu(), expected, atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("case", FRAME_CASES)
-def test_official_timestamps_match_reference(official, reference, case):
+def test_official_timestamps_match_reference(official, reference, case, device, exact_fp32):
     expected = reference["float32"][case]
-    embeddings, timestamps = official.timestamp_embeddings(reference["inputs"][case][:, 0])
+    embeddings, timestamps = on_device(official, device).timestamp_embeddings(reference["inputs"][case][:, 0]
+                                                                              .to(device))
+    embeddings, timestamps = embeddings.cpu(), timestamps.cpu()
     assert timestamps.dtype == torch.float32
     assert torch.equal(timestamps, expected["timestamps"])
     if "timestamp_embedding" in expected:

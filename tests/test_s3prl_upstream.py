@@ -10,6 +10,7 @@ import torch
 from atst import load_embedder
 from s3prl_upstream import DOWNSAMPLE_RATE, expected_frames, read_model_config
 from s3prl_upstream.hubconf import atst_frame
+from conftest import devices, on_device
 
 SHORT = 800  # 0.05 s, the shortest input s3prl's upstream tests use
 DIM = 192  # tiny arch
@@ -34,12 +35,14 @@ def check_shapes(out, lengths, n_states=13):
     assert out["last_hidden_state"].shape == (len(lengths), total, DIM)
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("lengths", [[SHORT], [SHORT, SHORT], [16000], [16000, 16000], [SHORT, 16000],
                                      [9000, SHORT]], ids=lambda v: "-".join(map(str, v)))
-def test_forward_backward_train_mode(upstream, lengths):
+def test_forward_backward_train_mode(upstream, lengths, device):
+    upstream = on_device(upstream, device)
     upstream.train()
     try:
-        out = upstream(waves(lengths))
+        out = upstream([wave.to(device) for wave in waves(lengths)])
         check_shapes(out, lengths)
         loss = sum(state.pow(2).mean() for state in out["hidden_states"]) + out["last_hidden_state"].mean()
         upstream.zero_grad()
@@ -51,7 +54,7 @@ def test_forward_backward_train_mode(upstream, lengths):
             assert grad is not None and grad.abs().sum() > 0, name
         # layer count never changes in train mode (no layer drop): the Featurizer's weights stay valid
         for _ in range(3):
-            assert len(upstream(waves(lengths, seed=1))["hidden_states"]) == 13
+            assert len(upstream([wave.to(device) for wave in waves(lengths, seed=1)])["hidden_states"]) == 13
     finally:
         upstream.eval()
 
