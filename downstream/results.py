@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -86,6 +87,24 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def summary_line(results: Mapping[str, Any], out_dir: Union[str, Path], detail: str = "") -> str:
+    """`TASK: test METRIC 0.9123 [± std], valid 0.9001 DETAIL; wrote OUT/results.json and best.ckpt`."""
+    metric = results["metric"]
+    test = f"{results['test'][metric]:.4f}" + (f" ± {results['test_std']:.4f}" if "test_std" in results else "")
+    return (f"{results['task']}: test {metric} {test}, valid {results['valid'][metric]:.4f}{detail}; wrote "
+            f"{Path(out_dir) / 'results.json'} and best.ckpt")
+
+
+def print_outcome(results: Mapping[str, Any], out_dir: Union[str, Path], detail: str = "") -> bool:
+    """Print `summary_line` (stdout) and each skipped clip (stderr); returns whether any clip was skipped."""
+    print(summary_line(results, out_dir, detail))
+    for line in results["skipped"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    if results["skipped"]:
+        print(f"{len(results['skipped'])} clip(s) skipped; the others were used", file=sys.stderr)
+    return bool(results["skipped"])
+
+
 def write_results(out_dir: Union[str, Path], results: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write `out_dir/results.json` and `out_dir/results.md`; returns both paths."""
     missing = [key for key in REQUIRED if key not in results]
@@ -98,4 +117,4 @@ def write_results(out_dir: Union[str, Path], results: Mapping[str, Any]) -> tupl
     return json_path, md_path
 
 
-__all__ = ["results_markdown", "write_results"]
+__all__ = ["print_outcome", "results_markdown", "summary_line", "write_results"]

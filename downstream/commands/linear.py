@@ -21,6 +21,7 @@ from ..linear.extract import EXTRACT_BATCH
 from ..linear.readout import PRECISIONS, PROTOCOLS
 from ..linear.run import BRANCHES, LinearConfig, run_linear
 from ..linear.train import BATCH_SIZE, MAX_EPOCHS
+from ..results import print_outcome
 
 HELP = "linear evaluation (official protocol or hear read-out) on cached embeddings"
 EXIT_OK, EXIT_SKIPPED = 0, 1
@@ -67,15 +68,6 @@ def run(args: argparse.Namespace) -> int:
               "max_epochs", "extract_batch", "seed", "cache", "precision", "device", "num_workers")
     outcome = run_linear(LinearConfig(**{name: getattr(args, name) for name in fields}),
                          log=None if args.quiet else _log)
-    results = outcome.results
-    metric = results["metric"]
-    test = f"{results['test'][metric]:.4f}" + (f" ± {results['test_std']:.4f}" if "test_std" in results else "")
-    selected = results["selected"]
-    print(f"{results['task']}: test {metric} {test}, valid {results['valid'][metric]:.4f} (lr {selected['lr']:g}, "
-          f"epoch {selected['epoch']}); wrote {outcome.out_dir / 'results.json'} and best.ckpt")
-    for line in results["skipped"]:
-        print(f"skipped: {line}", file=sys.stderr)
-    if results["skipped"]:
-        print(f"{len(results['skipped'])} clip(s) skipped; the others were used", file=sys.stderr)
-        return EXIT_SKIPPED
-    return EXIT_OK
+    selected = outcome.results["selected"]
+    detail = f" (lr {selected['lr']:g}, epoch {selected['epoch']})"
+    return EXIT_SKIPPED if print_outcome(outcome.results, outcome.out_dir, detail) else EXIT_OK
