@@ -3,6 +3,7 @@
     backbone = Backbone(encoder, frontend_config)
     out = backbone(audio, lengths, layers=[0, 12])            # un-normalised states, autograd when enabled
     out = backbone.last_blocks(audio, lengths, n_blocks=12)   # final LayerNorm on each of the last 12 blocks
+    out = backbone.last_blocks_mels(mels, n_blocks=1, pooled=True)  # the same from per-clip log-mels (fine-tuning)
 
 How a batch `[B, N]` travels:
 1. front end per clip over its own valid samples (each clip gets its own top_db floor; clips of equal length share

@@ -26,13 +26,12 @@ import argparse
 from atst.flags import parse_bool
 from atst.training.config import add_run_arguments, run_config_from_args
 
-from ..finetune.config import BRANCHES, FinetuneConfig
+from ..finetune.config import BRANCHES, GRAD_CLIP, FinetuneConfig
 from ..finetune.defaults import MIXUP_BANK
 from ..linear.readout import PROTOCOLS
 from ..results import print_outcome
 
 HELP = "fine-tuning with the official recipe (DDP, resumable), test metric of the model chosen on validation"
-GRAD_CLIP = 3.0  # the official gradient_clip_val
 OPTIONS = ("protocol", "fold", "learning_rate", "max_epochs", "warmup_epochs", "batch_size_per_gpu", "n_last_blocks",
            "layerwise_lr", "mixup_training", "alpha", "mixup_ratio", "mixup_bank", "rrc", "balanced_sampling",
            "use_encoder")
@@ -65,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="draw clips with weights 1000 / (n_c + 0.01) summed over their classes (default: on for audioset=)")
     a("--use_encoder", choices=BRANCHES, default="teacher", help="checkpoint branch")
     add_run_arguments(parser, exclude=("save_path", "max_steps"))
-    parser.set_defaults(grad_clip=GRAD_CLIP, keep_every_steps=0)
+    parser.set_defaults(grad_clip=GRAD_CLIP, keep_every_steps=0)  # as default_run_config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,17 @@
   report       results.json / results.md content, settings in words, protocol notes, k-fold summary
   run          one whole run: checks, folds, fit / resume, selection, test, outputs
 """
-from .config import FinetuneConfig, Recipe, resolve_recipe
-from .run import FinetuneOutcome, run_finetune
+from typing import Any
 
-__all__ = ["FinetuneConfig", "FinetuneOutcome", "Recipe", "resolve_recipe", "run_finetune"]
+from .config import FinetuneConfig, Recipe, resolve_recipe
+
+__all__ = ["FinetuneConfig", "FinetuneOutcome", "Recipe", "default_run_config", "resolve_recipe", "run_finetune"]
+_RUN = ("FinetuneOutcome", "default_run_config", "run_finetune")  # need Lightning: loaded on first use
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUN:
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

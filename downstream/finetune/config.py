@@ -18,6 +18,7 @@ from ..linear.readout import PROTOCOLS
 from .defaults import MIXUP_BANK, PAPER_GLOBAL_BATCH, official_recipe
 
 MAX_MIXUP_BANK = 1_000_000
+GRAD_CLIP = 3.0  # the official gradient_clip_val (the run flag --grad_clip's default for fine-tuning)
 
 
 @dataclass(frozen=True)
@@ -169,5 +170,5 @@ def resolve_recipe(config: FinetuneConfig, family: str, depth: int, world_size: 
                   dataset=dataset or "", sources=sources)
 
 
-__all__ = ["BRANCHES", "FinetuneConfig", "Recipe", "check_config", "default_batch_size", "resolve_recipe",
+__all__ = ["BRANCHES", "GRAD_CLIP", "FinetuneConfig", "Recipe", "check_config", "default_batch_size", "resolve_recipe",
            "selection_rule"]

@@ -1,8 +1,7 @@
 """One `atst-downstream finetune` run: checks, then per fold a Lightning fit (resumed from `last.ckpt` when the folder
 holds one), the choice of the model, its test, `best.ckpt`, results and curves.
 
-    outcome = run_finetune(FinetuneConfig(ckpt="atstframe_base.ckpt", task="spcv2=/data/spcv2", out="runs/spcv2"),
-                           RunConfig(save_path=Path("runs/spcv2")))
+    outcome = run_finetune(FinetuneConfig(ckpt="atstframe_base.ckpt", task="spcv2=/data/spcv2", out="runs/spcv2"))
 
 Folders: a task with fixed splits trains in OUT itself; a k-fold task trains fold k in OUT/foldKK and writes the fold
 mean to OUT. A fold whose results.json exists is finished: a rerun of the same command reports it and trains nothing
@@ -24,7 +23,7 @@ from atst import LoadedCheckpoint, load_checkpoint
 from atst.fileio import remove_stale_temporaries
 from atst.frontend import FrontendConfig
 from atst.training.checkpoint_io import resume_point
-from atst.training.config import RunConfig
+from atst.training.config import RunConfig, default_workers
 from atst.training.curves import plot_curves
 from atst.training.distributed import gather_objects, is_distributed
 from atst.training.interrupt import StopOnSignal, exit_status
@@ -38,7 +37,7 @@ from ..linear.readout import ReadoutSettings
 from ..linear.run import task_identity
 from ..linear.train import effective_lr
 from ..results import write_results
-from .config import FinetuneConfig, Recipe, check_config, resolve_recipe
+from .config import GRAD_CLIP, FinetuneConfig, Recipe, check_config, resolve_recipe
 from .data import ClipMels
 from .datamodule import FinetuneData
 from .model import FinetuneModel, readout_train_len
@@ -70,6 +69,18 @@ class FinetuneOutcome:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def default_run_config(out: str, **settings: object) -> RunConfig:
+    """The run settings of `atst-downstream finetune` left at its defaults (gradient clipping 3.0, no periodic
+    checkpoint kept besides last.ckpt, the accelerator CUDA when there is one, loader workers from the CPU count),
+    `settings` overriding them."""
+    values: dict = dict(save_path=Path(out).expanduser().resolve(), grad_clip=GRAD_CLIP, keep_every_steps=0,
+                        accelerator="gpu" if torch.cuda.is_available() else "cpu")
+    values.update(settings)
+    devices = values.get("devices", 1)
+    values.setdefault("num_workers", default_workers(devices) if isinstance(devices, int) and devices >= 1 else 0)
+    return RunConfig(**values)
 
 
 def finetune_frontend(loaded: LoadedCheckpoint, protocol: str) -> FrontendConfig:
@@ -122,10 +133,13 @@ class Context:
     sha256: str
 
 
-def run_finetune(config: FinetuneConfig, run: RunConfig, log: Optional[Log] = _log) -> FinetuneOutcome:
-    """The whole run (module docstring). `run.save_path` and `run.max_steps` are set per fold."""
+def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: Optional[Log] = _log
+                 ) -> FinetuneOutcome:
+    """The whole run (module docstring). `run`: devices, precision, seed, workers, ... (default:
+    `default_run_config`); its `save_path` and `max_steps` are set per fold."""
     start = time.perf_counter()
     check_config(config)
+    run = run if run is not None else default_run_config(config.out)
     loaded = load_checkpoint(config.ckpt, branch=config.use_encoder)
     task = load_task(config.task)
     recipe = resolve_recipe(config, loaded.family, loaded.config.depth, run.world_size, run.accumulate_grad_batches)
@@ -281,5 +295,5 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     return FinetuneOutcome(EXIT_OK, folder, results, skipped)
 
 
-__all__ = ["FinetuneOutcome", "OFFICIAL_WIN_LENGTH", "STRUCTURAL", "finetune_frontend", "fold_indices",
-           "run_finetune", "train_fold"]
+__all__ = ["FinetuneOutcome", "GRAD_CLIP", "OFFICIAL_WIN_LENGTH", "STRUCTURAL", "default_run_config",
+           "finetune_frontend", "fold_indices", "run_finetune", "train_fold"]
