@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import seconds_per_step
 from atst.fileio import atomic_write_text
 from atst.synthetic import make_tasks, write_official_checkpoint
 from downstream.linear.run import LinearConfig, run_linear
@@ -79,15 +80,7 @@ def finetune_step_rate(arch: str, device: str, batch: int, seconds: float, steps
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         optimizer.step()
 
-    one_step(0)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for step in range(steps):
-        one_step(step + 1)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    step_s = (time.perf_counter() - start) / steps
+    step_s = seconds_per_step(one_step, steps, device)
     return {"arch": arch, "device": device, "precision": precision, "batch": batch, "seconds": seconds,
             "step_s": step_s, "samples_per_s": batch / step_s}
 
