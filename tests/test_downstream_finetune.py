@@ -336,6 +336,28 @@ def test_finetune_in_process_outputs_model_file_rerun_and_pending_validation(tin
     assert sorted(p.name for p in out.glob("best*.ckpt")) == ["best.ckpt"]
 
 
+def test_kfold_folds_train_in_their_folders_and_the_mean_covers_every_finished_fold(tiny_clip_ckpt, tasks,
+                                                                                    tmp_path):
+    out = tmp_path / "kfold"
+    args = ["finetune", "--ckpt", str(tiny_clip_ckpt), "--task", str(tasks["synth_timbre"]), "--out", str(out),
+            *FAST, "--max_epochs", "1", "--warmup_epochs", "0"]
+    assert main([*args, "--fold", "1"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert [fold["fold"] for fold in first["folds"]] == ["fold01"] and not (out / "best.ckpt").exists()
+    assert main([*args, "--fold", "0"]) == 0  # official protocol: each fold validated on its test fold
+    results = json.loads((out / "results.json").read_text())
+    assert [fold["fold"] for fold in results["folds"]] == ["fold00", "fold01"] and results["folds_done"] == "2 of 3"
+    assert all(fold["validated_on_test"] for fold in results["folds"])
+    tests = [json.loads((out / name / "results.json").read_text())["test"]["top1_acc"] for name in ("fold00",
+                                                                                                  "fold01")]
+    assert results["test"]["top1_acc"] == pytest.approx(sum(tests) / 2)
+    assert results["test_std"] == pytest.approx(float(np.std(tests, ddof=1)))
+    assert (out / "best.ckpt").samefile(out / "fold00" / "best.ckpt") or \
+        (out / "best.ckpt").read_bytes() == (out / "fold00" / "best.ckpt").read_bytes()
+    info = read_model_file(out / "best.ckpt").info
+    assert info["readout"]["clip_train_len"] == 6.0 and info["fold"] == "fold00"  # official ATST-Clip: 6 s chunks
+
+
 def test_usage_errors_name_the_flag_and_create_nothing(tiny_frame_ckpt, tasks, tmp_path, capsys):
     base = ["finetune", "--ckpt", str(tiny_frame_ckpt), "--out", str(tmp_path / "out"), *FAST]
     scene, timbre = str(tasks["synth_scene"]), str(tasks["synth_timbre"])

@@ -103,8 +103,8 @@ def sizes(splits: FoldSplits) -> dict:
 def kfold_results(task: Task, folds: Sequence[dict], wall_time: float) -> dict:
     """results.json of a k-fold task: the fold mean in `valid` / `test`, `test_std` (ddof 1), each fold."""
     metric = task.metric
-    valid_mean, _ = mean_std([fold["valid"][metric] for fold in folds])
-    test_mean, test_std = mean_std([fold["test"][metric] for fold in folds])
+    valid_mean, _ = mean_std([_number(fold["valid"][metric]) for fold in folds])
+    test_mean, test_std = mean_std([_number(fold["test"][metric]) for fold in folds])
     first = folds[0]
     skipped = sorted({line for fold in folds for line in fold["skipped"]})
     return {

@@ -150,19 +150,21 @@ def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: O
     try:
         context = Context(config, run, recipe, loaded, finetune_frontend(loaded, recipe.protocol), task, log,
                           file_sha256(loaded.path) if writer else "")
-        results, skipped, trained = [], {}, False
+        results: dict[int, dict] = {}
+        skipped: dict[str, str] = {}
+        trained = False
         for index in folds:
-            folder = out if task.num_folds == 1 else out / f"fold{index:02d}"
-            outcome = train_fold(context, index, folder)
+            outcome = train_fold(context, index, fold_folder(out, task, index))
             if outcome.status:
                 return replace(outcome, out_dir=out)
             trained |= outcome.results is None or not outcome.results.get("reused")
             if outcome.results is not None:
-                results.append(outcome.results)
+                results[index] = outcome.results
             skipped.update(outcome.skipped)
         if not writer:
             return FinetuneOutcome(EXIT_OK, out)
-        final = results[0] if task.num_folds == 1 else write_kfold(out, task, results, time.perf_counter() - start)
+        final = results[folds[0]] if task.num_folds == 1 else \
+            write_kfold(out, task, finished_folds(out, task, results), time.perf_counter() - start)
         if log and not trained:
             log(f"{out} holds a finished run with these settings (results.json): nothing trained; remove it or choose "
                 f"another --out to train again")
@@ -170,6 +172,34 @@ def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: O
     finally:
         if lock is not None:
             lock.release()
+
+
+def fold_folder(out: Path, task: Task, index: int) -> Path:
+    """Where fold `index` trains: OUT for a task with fixed splits, OUT/foldKK for a k-fold task."""
+    return out if task.num_folds == 1 else out / f"fold{index:02d}"
+
+
+def finished_folds(out: Path, task: Task, fresh: dict[int, dict]) -> list[dict]:
+    """The results of every finished fold of a k-fold task in fold order: `fresh` (this run's, by fold index) and
+    those an earlier run with the same settings left in OUT (`--fold` runs one fold at a time)."""
+    reference = next(iter(fresh.values()))["hyper_parameters"]
+    shared = [key for key in STRUCTURAL if key not in ("fold", "train_clips")]
+    found = []
+    for index in range(task.num_folds):
+        if index in fresh:
+            found.append(fresh[index])
+            continue
+        path = fold_folder(out, task, index) / "results.json"
+        if not path.is_file():
+            continue
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+            previous = results["hyper_parameters"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} cannot be read ({error}); move it away to run that fold again") from None
+        if all(previous.get(key) == reference.get(key) for key in shared):
+            found.append(results)
+    return found
 
 
 def write_kfold(out: Path, task: Task, folds: list[dict], wall_time: float) -> dict:
