@@ -97,8 +97,9 @@ def finetune_loader_rate(seconds: float, clips: int = 24) -> float:
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        items = [Clip(f"{i}.wav", str(write_wav(Path(tmp) / f"{i}.wav", 0.1 * rng.standard_normal(int(seconds * 16000)))),
-                      (i % 10,)) for i in range(clips)]
+        waves = [0.1 * rng.standard_normal(int(seconds * 16000)) for _ in range(clips)]
+        items = [Clip(f"{i}.wav", str(write_wav(Path(tmp) / f"{i}.wav", wave)), (i % 10,))
+                 for i, wave in enumerate(waves)]
         labels = LabelSpace(tuple(str(c) for c in range(10)), multi_label=False)
         augment = TrainAugment(MixupSpecLabel(10.0, 5000), RandomResizeCrop())
         dataset = MelClipDataset(items, labels, ClipMels(LogMelFrontend(FrontendConfig()), 4, "official", "frame"),
@@ -124,7 +125,8 @@ def finetune_main(args: argparse.Namespace) -> None:
     for device, arch, batch, bf16 in runs:
         row = finetune_step_rate(arch, device, batch, args.seconds, args.steps, bf16)
         rows.append(row)
-        print(f"| {arch} | {device} | {row['precision']} | {batch} | {row['step_s']:.3f} | {row['samples_per_s']:.2f} |")
+        print(f"| {arch} | {device} | {row['precision']} | {batch} | {row['step_s']:.3f} | "
+              f"{row['samples_per_s']:.2f} |")
     loader = finetune_loader_rate(args.seconds)
     print(f"loader: {loader:.1f} clips/s per worker (decode + log-mel + mixup + RandomResizeCrop, {args.seconds:g} s)")
     if args.json:

@@ -29,7 +29,7 @@ from downstream.finetune.config import FinetuneConfig, default_batch_size, resol
 from downstream.finetune.data import ClipMels, EpochSampler, MelClipDataset, TrainPosition, balanced_weights, \
     collate_mels
 from downstream.finetune.model import FinetuneModel
-from downstream.finetune.module import FinetuneModule, optimizer_groups
+from downstream.finetune.module import optimizer_groups
 from downstream.finetune.schedule import FinetuneSchedule, batches_per_epoch, official_niter, steps_per_epoch
 from downstream.linear import Readout
 from downstream.linear.train import effective_lr

@@ -38,7 +38,8 @@ class FinetuneData(pl.LightningDataModule):
     def __init__(self, splits: FoldSplits, labels: LabelSpace, mels: ClipMels, recipe: Recipe, run: RunConfig,
                  cache: Optional[AudioCache] = None) -> None:
         super().__init__()
-        self.splits, self.labels, self.mels, self.recipe, self.run, self.cache = splits, labels, mels, recipe, run, cache
+        self.splits, self.labels, self.mels = splits, labels, mels
+        self.recipe, self.run, self.cache = recipe, run, cache
         train = len(splits.train)
         self.steps_per_epoch = steps_per_epoch(train, run.world_size, recipe.batch_size_per_gpu,
                                                run.accumulate_grad_batches)

@@ -78,15 +78,16 @@ def protocol_notes(recipe: Recipe, family: str, splits: FoldSplits, hp: dict) ->
     return notes
 
 
-def fold_results(task: Task, splits: FoldSplits, recipe: Recipe, hp: dict, settings: dict, checkpoint: dict,
-                 history: Sequence[dict], chosen: dict, test: float, test_loss: float, skipped: dict[str, str],
-                 notes: list[str], wall_time: float) -> dict:
-    """results.json of one fold (or of a task with fixed splits)."""
+def fold_results(task: Task, splits: FoldSplits, hp: dict, settings: dict, checkpoint: dict, history: Sequence[dict],
+                 chosen: dict, rule: str, test: float, test_loss: float, skipped: dict[str, str], notes: list[str],
+                 wall_time: float) -> dict:
+    """results.json of one fold (or of a task with fixed splits); `chosen`: the reported epoch's record, `rule`: how
+    it was chosen."""
     metric = task.metric
     return {
         "kind": KIND, "task": task.name, "metric": metric,
         "valid": {metric: chosen["valid"]}, "test": {metric: test},
-        "selected": {"epoch": chosen["epoch"], "step": chosen["step"], "rule": recipe.selection,
+        "selected": {"epoch": chosen["epoch"], "step": chosen["step"], "rule": rule,
                      "valid_loss": chosen.get("valid_loss"), "test_loss": test_loss},
         "fold": {"name": splits.name, "note": splits.note, "validated_on_test": splits.valid == splits.test,
                  "sizes": sizes(splits)},

@@ -43,7 +43,7 @@ from .datamodule import FinetuneData
 from .model import FinetuneModel, readout_train_len
 from .model_files import BEST, ModelFiles, link_or_copy
 from .module import FinetuneModule, selected
-from .report import fold_results, kfold_results, plot_folds, protocol_notes, settings_text
+from .report import KIND, fold_results, kfold_results, plot_folds, protocol_notes, settings_text
 from .schedule import FinetuneSchedule, global_batch, official_niter, steps_per_epoch
 
 Log = Callable[[str], None]
@@ -101,6 +101,14 @@ def fold_indices(task: Task, fold: Optional[int]) -> list[int]:
     return [fold]
 
 
+def check_splits(task: Task, index: int, protocol: str) -> None:
+    """ValueError naming the split of fold `index` that has no clips."""
+    splits = task.fold(index, protocol)
+    for part, clips in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
+        if not clips:
+            raise ValueError(f"task {task.name}, {splits.name}: the {part} split has no clips")
+
+
 def finished_results(folder: Path, hp: dict) -> Optional[dict]:
     """The results of a finished run in `folder` with the settings of `hp`, else None; other settings: ValueError."""
     path = folder / "results.json"
@@ -108,9 +116,13 @@ def finished_results(folder: Path, hp: dict) -> Optional[dict]:
         return None
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-        previous = results["hyper_parameters"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise ValueError(f"{path} cannot be read ({error}); move it away to run again") from None
+    previous = results.get("hyper_parameters") if isinstance(results, dict) else None
+    if not isinstance(previous, dict) or results.get("kind") != KIND:
+        kind = results.get("kind", "another") if isinstance(results, dict) else "another"
+        raise ValueError(f"{folder} holds the results of a {kind} run ({path}), not of this fine-tuning; choose "
+                         f"another --out")
     conflicts = [f"{key}: {previous.get(key)!r} there, {hp.get(key)!r} now" for key in STRUCTURAL
                  if previous.get(key) != hp.get(key)]
     if conflicts:
@@ -144,6 +156,8 @@ def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: O
     task = load_task(config.task)
     recipe = resolve_recipe(config, loaded.family, loaded.config.depth, run.world_size, run.accumulate_grad_batches)
     folds = fold_indices(task, config.fold)
+    for index in folds:
+        check_splits(task, index, recipe.protocol)
     out = Path(config.out).expanduser().resolve()
     writer = launch_rank(run.devices) == 0
     lock = claim_save_path(out, take_lock=writer)
@@ -240,11 +254,8 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     from atst.training.lightning import pl, rank_zero_info
 
     start = time.perf_counter()
-    config, run, recipe, task, loaded = context.config, context.run, context.recipe, context.task, context.loaded
+    run, recipe, task, loaded = context.run, context.recipe, context.task, context.loaded
     splits = task.fold(index, recipe.protocol)
-    for part, clips in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
-        if not clips:
-            raise ValueError(f"task {task.name}, {splits.name}: the {part} split has no clips")
     batch, accumulate = recipe.batch_size_per_gpu, run.accumulate_grad_batches
     steps = steps_per_epoch(len(splits.train), run.world_size, batch, accumulate)
     schedule = FinetuneSchedule.build(effective_lr(recipe.learning_rate, batch * accumulate, run.world_size),
@@ -294,33 +305,34 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     module.to(trainer.strategy.root_device)
     module.prune_best_files()
     module.validate_pending()
-    if recipe.selection == "best" and module.best is not None:
+    rule = recipe.selection
+    if rule == "best" and module.best is not None:
         if is_distributed():
             torch.distributed.barrier()  # rank 0 wrote the file
         files.load(model, module.best["step"])
         chosen = module.best
-    else:  # "last", or no finite validation metric at all
+    else:
         chosen = module.history[-1]
+        rule = "last" if rule == "last" else "last (no epoch had a finite validation metric)"
     test = module.evaluate_split("test")
     skipped: dict[str, str] = {}
     for part in gather_objects(module.skipped.reasons):
         skipped.update(part)
     if not trainer.is_global_zero:
         return FinetuneOutcome(EXIT_OK, folder)
-    files.write_final(model, {"selected": selected(chosen, recipe.selection), "valid": chosen["valid"],
-                              "test": test.metric})
+    files.write_final(model, {"selected": selected(chosen, rule), "valid": chosen["valid"], "test": test.metric})
     for logger in trainer.loggers:
         logger.save()
     plot_curves(folder / "csv_logs", folder / "curves.png")
     checkpoint = {"path": loaded.path, "sha256": context.sha256, "family": f"ATST-{loaded.family.capitalize()}",
                   "branch": loaded.branch}
-    results = fold_results(task, splits, recipe, hp, settings_text(recipe, hp, schedule, settings.describe()),
-                           checkpoint, module.history, chosen, test.metric, test.loss, skipped,
+    results = fold_results(task, splits, hp, settings_text(recipe, hp, schedule, settings.describe()),
+                           checkpoint, module.history, chosen, rule, test.metric, test.loss, skipped,
                            protocol_notes(recipe, loaded.family, splits, hp), time.perf_counter() - start)
     write_results(folder, results)
     if context.log:
         context.log(f"{task.name} {splits.name}: test {task.metric} {test.metric:.4f} ({test.clips} clips), valid "
-                    f"{chosen['valid']:.4f} at epoch {chosen['epoch']} ({recipe.selection}); wrote "
+                    f"{chosen['valid']:.4f} at epoch {chosen['epoch']} ({rule}); wrote "
                     f"{folder / 'results.json'} and {folder / BEST}")
     return FinetuneOutcome(EXIT_OK, folder, results, skipped)
 
