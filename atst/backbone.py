@@ -3,6 +3,7 @@
     backbone = Backbone(encoder, frontend_config)
     out = backbone(audio, lengths, layers=[0, 12])            # un-normalised states, autograd when enabled
     out = backbone.last_blocks(audio, lengths, n_blocks=12)   # final LayerNorm on each of the last 12 blocks
+    out = backbone.last_blocks_mels(mels, n_blocks=1, pooled=True)  # the same from per-clip log-mels (fine-tuning)
 
 How a batch `[B, N]` travels:
 1. front end per clip over its own valid samples (each clip gets its own top_db floor; clips of equal length share
@@ -120,6 +121,30 @@ class TokenStates:
 Encode = Callable[[Tensor, Optional[Tensor]], Sequence[Tensor]]
 
 
+def effective_samples(frontend: LogMelFrontend, patch_w: int, num_samples: int) -> int:
+    """Samples a clip of `num_samples` is read with: a clip too short for the STFT is zero-padded to one token."""
+    too_short = num_samples < frontend.min_samples
+    return max(num_samples, frontend.config.hop_length * patch_w) if too_short else num_samples
+
+
+def clip_mels(frontend: LogMelFrontend, patch_w: int, audio: Tensor, lengths: Tensor) -> list[Tensor]:
+    """Per-clip mel `[n_mels, F_b]` over each clip's valid samples of `audio` `[B, N]` (`lengths` `[B]`), each
+    with its own top_db floor; clips of equal length share one front-end call. Clips too short for the STFT are
+    zero-padded to one token (`patch_w` frames). The front end of `Backbone` and of fine-tuning's data loaders."""
+    mels: list[Optional[Tensor]] = [None] * audio.shape[0]
+    effective = [effective_samples(frontend, patch_w, int(n)) for n in lengths]
+    for length in sorted(set(effective)):
+        rows = [b for b, n in enumerate(effective) if n == length]
+        waves = audio[rows, : min(length, audio.shape[1])]
+        if waves.shape[1] < length:
+            waves = torch.nn.functional.pad(waves, (0, length - waves.shape[1]))
+        group = frontend(waves)
+        check_mel_finite(group, waves, rows)
+        for row, mel in zip(rows, group):
+            mels[row] = mel
+    return mels  # type: ignore[return-value]
+
+
 class Backbone(nn.Module):
     """Front end + encoder + contiguous windows over clips of any length, with per-item lengths.
 
@@ -195,11 +220,7 @@ class Backbone(nn.Module):
 
     def _frames(self, num_samples: int) -> int:
         """Mel frames of a clip after padding a too-short one to one token."""
-        return self.frontend.num_frames(self._effective_samples(num_samples))
-
-    def _effective_samples(self, num_samples: int) -> int:
-        too_short = num_samples < self.frontend.min_samples
-        return max(num_samples, self.samples_per_token) if too_short else num_samples
+        return self.frontend.num_frames(effective_samples(self.frontend, self.config.patch_w, num_samples))
 
     # ------------------------------------------------------------------------------------------ encoder
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -220,20 +241,8 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------------------------------ windows
     def clip_mels(self, audio: Tensor, lengths: Tensor) -> list[Tensor]:
-        """Per-clip mel `[n_mels, F_b]` over each clip's valid samples (own top_db floor); clips of equal length
-        share one front-end call. Clips too short for the STFT are zero-padded to one token."""
-        mels: list[Optional[Tensor]] = [None] * audio.shape[0]
-        effective = [self._effective_samples(int(n)) for n in lengths]
-        for length in sorted(set(effective)):
-            rows = [b for b, n in enumerate(effective) if n == length]
-            waves = audio[rows, : min(length, audio.shape[1])]
-            if waves.shape[1] < length:
-                waves = torch.nn.functional.pad(waves, (0, length - waves.shape[1]))
-            group = self.frontend(waves)
-            check_mel_finite(group, waves, rows)
-            for row, mel in zip(rows, group):
-                mels[row] = mel
-        return mels  # type: ignore[return-value]
+        """Per-clip mel `[n_mels, F_b]` over each clip's valid samples (`clip_mels`)."""
+        return clip_mels(self.frontend, self.config.patch_w, audio, lengths)
 
     def window_batches(self, mels: Sequence[Tensor]) -> Iterator[WindowBatch]:
         """Contiguous windows of every clip covering all its whole tokens, grouped into encoder calls: full windows
@@ -259,13 +268,18 @@ class Backbone(nn.Module):
 
     def _run(self, audio: Tensor, lengths: Optional[Tensor], encode: Encode, widths: Sequence[int],
              pooled: bool) -> TokenStates:
-        """The window loop: encode every window batch and write its rows back to `[B, T, E]` (or pooled sums)."""
+        """Front end per clip, then the window loop (`_run_mels`)."""
         audio = validate_audio(audio).to(self.device)
         lengths = validate_lengths(lengths, audio)
-        mels = self.clip_mels(audio, lengths)
+        return self._run_mels(self.clip_mels(audio, lengths), encode, widths, pooled)
+
+    def _run_mels(self, mels: Sequence[Tensor], encode: Encode, widths: Sequence[int],
+                  pooled: bool) -> TokenStates:
+        """The window loop: encode every window batch of the clips' mels `[n_mels, F_b]` and write its rows back
+        to `[B, T, E]` (or pooled sums)."""
         patch_w, offset = self.config.patch_w, int(self.config.has_cls)
         counts = torch.tensor([mel.shape[-1] // patch_w for mel in mels], dtype=torch.long)
-        batch, total, device = audio.shape[0], int(counts.max()), audio.device
+        batch, total, device = len(mels), int(counts.max()), mels[0].device
         # the CLS row (ATST-Clip) is averaged over windows with their token counts as weights
         shape = (batch,) if pooled else (batch, total)
         outputs = [torch.zeros(*shape, width, device=device) for width in widths]
@@ -314,9 +328,28 @@ class Backbone(nn.Module):
                     pooled: bool = False) -> TokenStates:
         """The final LayerNorm on each of the last `n_blocks` blocks, concatenated: one output of width
         `n_blocks * D`, per token `[B, T, n_blocks * D]` or, `pooled`, each clip's mean token `[B, n_blocks * D]`."""
+        self._check_blocks(n_blocks)
+        return self._run(audio, lengths, self._last_blocks_encode(n_blocks), [n_blocks * self.config.embed_dim],
+                         pooled)
+
+    def last_blocks_mels(self, mels: Sequence[Tensor], n_blocks: int = 1, pooled: bool = False) -> TokenStates:
+        """`last_blocks` of clips given as their own normalised log-mels `[n_mels, F_b]` (each at least one token,
+        all on the encoder's device): what fine-tuning feeds after augmenting the mels. Same windows, same
+        outputs."""
+        self._check_blocks(n_blocks)
+        if not mels:
+            raise ValueError("last_blocks_mels needs at least one clip")
+        n_mels, patch_w = self.config.n_mels, self.config.patch_w
+        for index, mel in enumerate(mels):
+            if mel.ndim != 2 or mel.shape[0] != n_mels or mel.shape[1] < patch_w:
+                raise ValueError(f"mel {index} must be [{n_mels}, frames >= {patch_w}] (one token at least), got "
+                                 f"{tuple(mel.shape)}")
+        return self._run_mels(mels, self._last_blocks_encode(n_blocks), [n_blocks * self.config.embed_dim], pooled)
+
+    def _check_blocks(self, n_blocks: int) -> None:
         depth = self.config.depth
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or not 1 <= n_blocks <= depth:
             raise ValueError(f"n_blocks must be an int in [1, {depth}], got {n_blocks!r}")
-        return self._run(audio, lengths, lambda mel, token_lengths: [self.encode_last_blocks(mel, n_blocks,
-                                                                                             token_lengths)],
-                         [n_blocks * self.config.embed_dim], pooled)
+
+    def _last_blocks_encode(self, n_blocks: int) -> Encode:
+        return lambda mel, token_lengths: [self.encode_last_blocks(mel, n_blocks, token_lengths)]

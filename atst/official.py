@@ -52,9 +52,7 @@ class OfficialReadouts:
         read-out (which honours `lengths`; ATST-Frame treats every clip as full length, as the official code)."""
         audio = validate_audio(audio).to(self.backbone.device)
         if self.backbone.config.has_cls:
-            mel, frame_lengths = self._centre_cropped_mels(audio, validate_lengths(lengths, audio))
-            return self._chunked_scene(mel, frame_lengths, int(self.clip_train_len * 100 + 1),
-                                       clip_lengths_to_chunk=False, min_chunk_frames=0)
+            return self.linear_eval_mels(*self._centre_cropped_mels(audio, validate_lengths(lengths, audio)))
         _reject_lengths(lengths, audio)
         outputs = self._chunk_outputs(self._mel(audio), SCENE_BLOCKS)
         # masked mean with the official +1e-6 (a zero-token chunk gives zeros and still counts)
@@ -75,7 +73,17 @@ class OfficialReadouts:
     def frame_linear_eval(self, audio: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """The ATST-Frame linear-evaluation embedding: `[B, N]` -> `[B, n_blocks * D]`."""
         audio = validate_audio(audio).to(self.backbone.device)
-        mel, frame_lengths = self._centre_cropped_mels(audio, validate_lengths(lengths, audio))
+        return self.linear_eval_mels(*self._centre_cropped_mels(audio, validate_lengths(lengths, audio)))
+
+    def linear_eval_mels(self, mel: Tensor, frame_lengths: Tensor) -> Tensor:
+        """The official clip read-out of linear evaluation and fine-tuning (`PretrainedEncoderPLModule`) on a
+        zero-padded batch of (centre-cropped) mels `[B, n_mels, F]` with valid frames `frame_lengths` `[B]`:
+        ATST-Frame `[B, n_blocks * D]` (1001-frame chunks, lengths clipped to the chunk, chunks of <= 20 frames
+        skipped), ATST-Clip `[B, 2 * n_blocks * D]` = [CLS | token mean] (chunks of `clip_train_len * 100 + 1`
+        frames, the official average-scaling quirk). Autograd flows when enabled."""
+        if self.backbone.config.has_cls:
+            return self._chunked_scene(mel, frame_lengths, int(self.clip_train_len * 100 + 1),
+                                       clip_lengths_to_chunk=False, min_chunk_frames=0)
         return self._chunked_scene(mel, frame_lengths, CHUNK_FRAMES, clip_lengths_to_chunk=True,
                                    min_chunk_frames=LINEAR_EVAL_MIN_CHUNK_FRAMES)
 
@@ -118,11 +126,9 @@ class OfficialReadouts:
         """Each clip centre-cropped to 12 s, its own mel, zero-padded (in normalised space) to the longest:
         (`[B, n_mels, F_max]`, frame lengths `[B]`)."""
         frontend = self.backbone.frontend
-        crop = int(CROP_SECONDS * self.backbone.sample_rate)
         mels = []
         for row, length in zip(audio, lengths.tolist()):
-            start = max(0, (length - crop) // 2)
-            wave = row[start : start + min(length, crop)]
+            wave = centre_crop(row[:length], self.backbone.sample_rate)
             if wave.shape[0] < frontend.min_samples:
                 raise ValueError(f"audio of {wave.shape[0]} samples is too short for official mode (at least "
                                  f"{frontend.min_samples} samples)")
@@ -152,6 +158,9 @@ class OfficialReadouts:
             cur = torch.clamp(frame_lengths - index * chunk_frames, min=0)
             if clip_lengths_to_chunk:
                 cur = torch.clamp(cur, max=chunk_frames)
+            weight = (cur > 0) if index == 0 else (cur > chunk_frames // 2)
+            if not bool(weight.any()):  # no item counts this chunk: its (weight 0) terms add exactly nothing
+                continue
             patch_lengths = cur // patch_w
             out = self.backbone.encode_last_blocks(chunk, self.n_blocks, patch_lengths)
             tokens = out[:, int(has_cls):]
@@ -159,11 +168,19 @@ class OfficialReadouts:
             valid = (positions[None, :] < patch_lengths[:, None]).to(tokens.dtype)
             mean = (tokens * valid[..., None]).sum(dim=1) / (patch_lengths[:, None].to(tokens.dtype) + 1e-6)
             pieces = torch.cat([out[:, 0], mean], dim=-1) if has_cls else mean
-            weight = ((cur > 0) if index == 0 else (cur > chunk_frames // 2)).to(pieces.dtype)[:, None]
-            sums = pieces * weight if sums is None else sums + pieces * weight
-            weight_total = weight_total + weight
+            weights = weight.to(pieces.dtype)[:, None]
+            sums = pieces * weights if sums is None else sums + pieces * weights
+            weight_total = weight_total + weights
         assert sums is not None  # chunk 0 always exists: every clip has at least min_samples samples
         return sums / weight_total
+
+
+def centre_crop(wave: Tensor, sample_rate: int, seconds: float = CROP_SECONDS) -> Tensor:
+    """The official downstream `CentralCrop(seconds, pad=False)` of one waveform `[N]`: a clip longer than
+    `seconds` keeps samples `[(N - crop) // 2, + crop)`; a shorter one is returned whole (not padded)."""
+    crop = int(seconds * sample_rate)
+    start = max(0, (wave.shape[-1] - crop) // 2)
+    return wave[..., start : start + crop]
 
 
 def _reject_lengths(lengths: Optional[Tensor], audio: Tensor) -> None:

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from _timing import seconds_per_step
 from atst.encoder import arch_config
 from atst.frontend import FrontendConfig
 from atst.training.heads import PROJECTOR_HIDDEN, PROJECTOR_OUT
@@ -76,15 +77,7 @@ def bench(arch: str, device: str, batch: int, steps: int, anchor_len: float, bf1
         optimizer.step()
         model.update_teacher(ema_momentum(step, 0.997, 1000))
 
-    one_step(0)  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for step in range(steps):
-        one_step(step + 1)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_step(one_step, steps, device)
     flops = step_flops(arch, batch, tokens, float(mask.sum()) / batch)
     peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
     return dict(arch=arch, device=device, dtype="bf16-mixed" if bf16 else "fp32", batch=batch, step_s=seconds,

@@ -22,6 +22,7 @@ PROG = "atst-downstream"
 COMMANDS = {
     "datasets": "datasets",
     "linear": "linear",
+    "finetune": "finetune",
     "pack": "pack",
     "predict": "predict",
 }

@@ -6,11 +6,18 @@ file that `torch.load(..., weights_only=True)` reads (tensors, dicts, lists, str
                     "model.head.<head key>": tensor, ...},  # norm.running_mean/var/num_batches_tracked, linear.*
      "hyper_parameters": {... the source checkpoint's plain hyper-parameters, with win_length, n_mels and, for
                           ATST-Clip, train_len set to what the encoder was run with},
-     "downstream": {"kind": "linear", "labels": [...], "multi_label": bool, "task": str, "metric": str,
+     "downstream": {"kind": "linear" or "finetune", "labels": [...], "multi_label": bool, "task": str,
+                    "metric": str,
                     "readout": {"protocol", "family", "branch", "n_blocks", "precision", "win_length",
                                 "clip_train_len", "version"},
-                    "embedding_dim": int, "selected": {"lr", "effective_lr", "epoch", "fold"},
-                    "valid": float, "test": float, "source_checkpoint": {"path", "sha256"}}}
+                    "embedding_dim": int, "selected": {...}, "valid": float, "test": float,
+                    "source_checkpoint": {"path", "sha256"}}}
+
+`selected`: linear `{"lr", "effective_lr", "epoch", "fold"}`; finetune `{"epoch", "step", "rule"}` (and its
+`recipe`, every training setting, and `fold`). `readout` is a `downstream.linear.ReadoutSettings`: a prediction
+rebuilds the read-out from it; for ATST-Clip its `clip_train_len` is the chunk (official) or window (hear) length the
+head was trained on (fine-tuning's official read-out: 6 s), which may differ from `hyper_parameters["train_len"]`.
+In a fine-tuning model file the encoder weights are the fine-tuned ones.
 
 The encoder sits under `model.teacher.encoder.*` whichever branch it came from (`readout.branch` says which), so
 `atst.load_checkpoint`, `hear_atst.load_model` and `atst info` read the file as they read an official checkpoint.

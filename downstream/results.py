@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 from atst.fileio import atomic_write_text
 
@@ -86,6 +87,34 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def summary_line(results: Mapping[str, Any], out_dir: Union[str, Path], detail: str = "") -> str:
+    """`TASK: test METRIC 0.9123 [± std], valid 0.9001 DETAIL; wrote OUT/results.json and best.ckpt`."""
+    metric = results["metric"]
+    test = f"{results['test'][metric]:.4f}" + (f" ± {results['test_std']:.4f}" if "test_std" in results else "")
+    return (f"{results['task']}: test {metric} {test}, valid {results['valid'][metric]:.4f}{detail}; wrote "
+            f"{Path(out_dir) / 'results.json'} and best.ckpt")
+
+
+EXIT_OK, EXIT_SKIPPED = 0, 1
+
+
+def report_skipped(skipped: Sequence[str], what: str) -> int:
+    """Name each skipped input once on stderr (`skipped: ...`), then how many and `what` became of the others
+    ("clip(s) skipped; the others were used"); returns the exit status: 1 when any was skipped, else 0."""
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} {what}", file=sys.stderr)
+        return EXIT_SKIPPED
+    return EXIT_OK
+
+
+def print_outcome(results: Mapping[str, Any], out_dir: Union[str, Path], detail: str = "") -> int:
+    """Print `summary_line` (stdout) and each skipped clip (stderr); returns the exit status (1: clips skipped)."""
+    print(summary_line(results, out_dir, detail))
+    return report_skipped(results["skipped"], "clip(s) skipped; the others were used")
+
+
 def write_results(out_dir: Union[str, Path], results: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write `out_dir/results.json` and `out_dir/results.md`; returns both paths."""
     missing = [key for key in REQUIRED if key not in results]
@@ -98,4 +127,5 @@ def write_results(out_dir: Union[str, Path], results: Mapping[str, Any]) -> tupl
     return json_path, md_path
 
 
-__all__ = ["results_markdown", "write_results"]
+__all__ = ["EXIT_OK", "EXIT_SKIPPED", "print_outcome", "report_skipped", "results_markdown", "summary_line",
+           "write_results"]

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from atst.flags import parse_bool
 
@@ -94,11 +94,20 @@ class RunConfig:
         return out
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
     """Add the run flags (`--save_path --nproc --num_nodes --accelerator --precision --seed --max_steps
     --num_workers --grad_clip --accumulate_grad_batches --ckpt_every_steps --keep_every_steps --log_every_n_steps
-    --progress --progress_every`). A door changes a default with `parser.set_defaults(max_steps=...)`."""
-    a = parser.add_argument
+    --progress --progress_every`). A door changes a default with `parser.set_defaults(max_steps=...)`; `exclude`
+    names flags (without dashes) the door sets itself (fine-tuning: `save_path` is `--out`, `max_steps` follows
+    from `--max_epochs`) and sets those attributes of the parsed namespace before `run_config_from_args`."""
+    unknown = sorted(set(exclude) - {_flag(f.name)[2:] for f in fields(RunConfig)})
+    if unknown:
+        raise ValueError(f"add_run_arguments: exclude names no run flag: {unknown}")
+
+    def a(flag: str, *args: Any, **kwargs: Any) -> None:
+        if flag[2:] not in exclude:
+            parser.add_argument(flag, *args, **kwargs)
+
     a("--save_path", required=True, help="run folder: last.ckpt, periodic checkpoints, logs, curves.png")
     a("--nproc", type=int, default=None,
       help="devices (processes) per node (default: torchrun's LOCAL_WORLD_SIZE, SLURM's tasks per node, or 1)")

@@ -59,18 +59,23 @@ def collate(samples: list[dict]) -> dict:
 
 class SkippedFiles:
     """The files a training process has skipped: `note` the `skipped` list of every batch; each file is warned about
-    once, the first time, however often the loader meets it again (every epoch, in any worker)."""
+    once, the first time, however often the loader meets it again (every epoch, in any worker). `reasons` keeps
+    the first reason given for each name."""
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
+        self.reasons: dict[str, str] = {}
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.reasons)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.reasons)
 
     def note(self, skips: Iterable[Skip]) -> None:
         for name, reason in skips:
-            if name not in self.names:
-                self.names.add(name)
+            if name not in self.reasons:
+                self.reasons[name] = reason
                 log.warning("skipping undecodable file (reported once): %s", reason)
 
 

@@ -2,8 +2,8 @@
 
 Several versions (a resumed run writes a new one) are merged by step; a later version wins on overlapping steps.
 The figure: the loss (raw, faint, with its smoothed curve over it), the learning rate, the teacher / student std
-statistics (`std_*`; the collapse threshold drawn as a dashed line), then any of weight decay, EMA momentum and
-throughput that were logged. Written atomically.
+statistics (`std_*`; the collapse threshold drawn as a dashed line), validation metrics (`valid_*`, per epoch), then
+any of weight decay, EMA momentum and throughput that were logged. Written atomically.
 """
 from __future__ import annotations
 
@@ -81,10 +81,12 @@ def smooth(values: list[float], weight: Optional[float] = None) -> list[float]:
 
 
 def panels(metrics: dict[str, Series]) -> list[str]:
-    """The panels a figure of these metrics shows, in order: loss, lr, std (any `std_*`), then extras."""
+    """The panels a figure of these metrics shows, in order: loss, lr, std (any `std_*`), validation metrics (each
+    `valid_*`, logged once per epoch by fine-tuning), then extras."""
     names = [name for name in ("loss", "lr") if name in metrics]
     if any(key.startswith("std_") for key in metrics):
         names.append("std")
+    names += sorted(key for key in metrics if key.startswith("valid_"))
     return names + [name for name in EXTRA_CURVES if name in metrics]
 
 
@@ -97,7 +99,8 @@ def curves_figure(metrics: dict[str, Series], collapse_std: Optional[float] = No
 
     names = panels(metrics)
     if not names:
-        raise ValueError(f"the logs hold none of the plotted metrics (loss, lr, std_*, {', '.join(EXTRA_CURVES)}); "
+        raise ValueError(f"the logs hold none of the plotted metrics (loss, lr, std_*, valid_*, "
+                         f"{', '.join(EXTRA_CURVES)}); "
                          f"they hold: {', '.join(sorted(metrics)) or 'nothing'}")
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
@@ -114,9 +117,11 @@ def curves_figure(metrics: dict[str, Series], collapse_std: Optional[float] = No
             ax.plot(steps, values, lw=1, alpha=0.3, label="raw")
             ax.plot(steps, smooth(list(values)), lw=1.5, label="smoothed")
             ax.legend(fontsize=7)
+        elif name.startswith("valid_"):
+            ax.plot(*zip(*metrics[name]), lw=1.2, marker="o", ms=3)
         else:
             ax.plot(*zip(*metrics[name]), lw=1)
-        ax.set_title(TITLES[name])
+        ax.set_title(TITLES.get(name, f"validation {name[len('valid_'):]} (per epoch)"))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:

@@ -58,15 +58,16 @@ def stdout_is_terminal() -> bool:
     return bool(getattr(sys.stdout, "isatty", None)) and sys.stdout.isatty()
 
 
-def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_bar: Optional[bool] = None
-                  ) -> "pl.Trainer":
+def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_bar: Optional[bool] = None,
+                  use_distributed_sampler: bool = True) -> "pl.Trainer":
     """A Trainer for `run`: DDP when the run has more than one process, TensorBoard (`save_path/tb_logs`) and CSV
     (`save_path/csv_logs`) loggers, atomic checkpoint writing, the run's checkpoint cadence, the curves PNG at the
     end, stopping with a checkpoint on SIGINT / SIGTERM (`atst.training.interrupt`), `callbacks`, the progress line
     and the learning-rate monitor.
 
     `show_bar` (default: `run.progress` and stdout is a terminal) chooses Lightning's bar; without the bar a
-    progress line is printed every `run.progress_every` steps.
+    progress line is printed every `run.progress_every` steps. `use_distributed_sampler=False`: the door's data
+    loaders shard the data across ranks themselves (Lightning adds no DistributedSampler).
     """
     tensorboard_without_tensorflow()
     from .lightning import CSVLogger, LearningRateMonitor, TensorBoardLogger, pl
@@ -86,5 +87,5 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
                    FinalCheckpoint(run.save_path), CurvesAtEnd(run.save_path), *callbacks, *extra,
                    StopOnSignal(run.save_path, run.ckpt_every_steps), LearningRateMonitor(logging_interval="step")],
         plugins=[AtomicCheckpointIO()], log_every_n_steps=run.log_every_n_steps, enable_progress_bar=bar,
-        enable_model_summary=False, use_distributed_sampler=True, num_sanity_val_steps=0,
+        enable_model_summary=False, use_distributed_sampler=use_distributed_sampler, num_sanity_val_steps=0,
     )

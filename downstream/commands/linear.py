@@ -21,7 +21,7 @@ from ..linear.extract import EXTRACT_BATCH
 from ..linear.readout import PRECISIONS, PROTOCOLS
 from ..linear.run import BRANCHES, LinearConfig, run_linear
 from ..linear.train import BATCH_SIZE, MAX_EPOCHS
-from . import report_skipped
+from ..results import print_outcome
 
 HELP = "linear evaluation (official protocol or hear read-out) on cached embeddings"
 
@@ -67,10 +67,5 @@ def run(args: argparse.Namespace) -> int:
               "max_epochs", "extract_batch", "seed", "cache", "precision", "device", "num_workers")
     outcome = run_linear(LinearConfig(**{name: getattr(args, name) for name in fields}),
                          log=None if args.quiet else _log)
-    results = outcome.results
-    metric = results["metric"]
-    test = f"{results['test'][metric]:.4f}" + (f" ± {results['test_std']:.4f}" if "test_std" in results else "")
-    selected = results["selected"]
-    print(f"{results['task']}: test {metric} {test}, valid {results['valid'][metric]:.4f} (lr {selected['lr']:g}, "
-          f"epoch {selected['epoch']}); wrote {outcome.out_dir / 'results.json'} and best.ckpt")
-    return report_skipped(results["skipped"], "clip(s) skipped; the others were used")
+    selected = outcome.results["selected"]
+    return print_outcome(outcome.results, outcome.out_dir, f" (lr {selected['lr']:g}, epoch {selected['epoch']})")

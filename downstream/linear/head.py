@@ -18,13 +18,16 @@ INIT_STD = 0.01  # official: linear.weight.data.normal_(mean=0.0, std=0.01)
 
 
 class LinearHead(nn.Module):
-    """`[N, D]` embeddings -> `[N, C]` logits. `generator` seeds the weight draw (default: torch's global RNG)."""
+    """`[N, D]` embeddings -> `[N, C]` logits. `generator` seeds the weight draw (default: torch's global RNG).
+    `batch_norm`: the BatchNorm1d class of `norm` (fine-tuning passes one whose statistics cover every DDP rank,
+    as the official `sync_batchnorm=True`; the state keys stay the same)."""
 
-    def __init__(self, embed_dim: int, num_labels: int, generator: Optional[torch.Generator] = None) -> None:
+    def __init__(self, embed_dim: int, num_labels: int, generator: Optional[torch.Generator] = None,
+                 batch_norm: type[nn.BatchNorm1d] = nn.BatchNorm1d) -> None:
         super().__init__()
         if embed_dim < 1 or num_labels < 1:
             raise ValueError(f"LinearHead needs embed_dim >= 1 and num_labels >= 1, got {embed_dim}, {num_labels}")
-        self.norm = nn.BatchNorm1d(embed_dim, affine=False)
+        self.norm = batch_norm(embed_dim, affine=False)
         self.linear = nn.Linear(embed_dim, num_labels)
         with torch.no_grad():
             self.linear.weight.normal_(mean=0.0, std=INIT_STD, generator=generator)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from atst import Embedder, LoadedCheckpoint
+from atst.frontend import LogMelFrontend
 from atst.official import LINEAR_EVAL_MIN_CHUNK_FRAMES, official_frame_linear_eval
 
 PROTOCOLS = ("official", "hear")
@@ -54,6 +55,22 @@ class ReadoutSettings:
             what = f"whole clip, contiguous windows, {pooled}"
         return (f"{self.protocol} read-out of {family} ({self.branch}): {what}, last {self.n_blocks} blocks, "
                 f"{self.precision}")
+
+
+def unusable_reason(protocol: str, family: str, frontend: LogMelFrontend, num_samples: int) -> Optional[str]:
+    """Why a clip of `num_samples` samples (16 kHz) cannot go through the `protocol` read-out of an ATST-`family`
+    encoder, or None: empty audio; for `official`, a clip too short for the STFT, and (ATST-Frame) one of <= 20 mel
+    frames (the official read-out skips such chunks; a batch of them crashes it)."""
+    if protocol == "hear" or num_samples <= 0:
+        return None if num_samples > 0 else "empty audio"
+    if num_samples < frontend.min_samples:
+        return (f"{num_samples} samples is too short for the official read-out (its STFT needs at least "
+                f"{frontend.min_samples}); --protocol hear pads such clips")
+    if family == "frame" and frontend.num_frames(num_samples) <= LINEAR_EVAL_MIN_CHUNK_FRAMES:
+        return (f"{num_samples} samples gives {frontend.num_frames(num_samples)} mel frames: the official "
+                f"ATST-Frame linear evaluation skips chunks of <= {LINEAR_EVAL_MIN_CHUNK_FRAMES} frames (a batch "
+                f"of such clips crashes it); --protocol hear embeds them")
+    return None
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -94,17 +111,7 @@ class Readout:
 
     def unusable(self, num_samples: int) -> Optional[str]:
         """Why a clip of `num_samples` samples (16 kHz) cannot be embedded by this read-out, or None."""
-        if self.settings.protocol == "hear" or num_samples <= 0:
-            return None if num_samples > 0 else "empty audio"
-        frontend = self.embedder.frontend
-        if num_samples < frontend.min_samples:
-            return (f"{num_samples} samples is too short for the official read-out (its STFT needs at least "
-                    f"{frontend.min_samples}); --protocol hear pads such clips")
-        if self.settings.family == "frame" and frontend.num_frames(num_samples) <= LINEAR_EVAL_MIN_CHUNK_FRAMES:
-            return (f"{num_samples} samples gives {frontend.num_frames(num_samples)} mel frames: the official "
-                    f"ATST-Frame linear evaluation skips chunks of <= {LINEAR_EVAL_MIN_CHUNK_FRAMES} frames (a batch "
-                    f"of such clips crashes it); --protocol hear embeds them")
-        return None
+        return unusable_reason(self.settings.protocol, self.settings.family, self.embedder.frontend, num_samples)
 
     @torch.inference_mode()
     def __call__(self, audio: Tensor, lengths: Tensor) -> Tensor:
@@ -118,4 +125,5 @@ class Readout:
         return out.float().cpu()
 
 
-__all__ = ["PRECISIONS", "PROTOCOLS", "READOUT_VERSION", "Readout", "ReadoutSettings", "resolve_precision"]
+__all__ = ["PRECISIONS", "PROTOCOLS", "READOUT_VERSION", "Readout", "ReadoutSettings", "resolve_precision",
+           "unusable_reason"]
