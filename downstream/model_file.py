@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from torch import Tensor
@@ -61,6 +61,7 @@ class ModelReadout:
     n_blocks: int  # last encoder blocks read out, 1..depth
     precision: str  # "fp32" or "bf16": the encoder precision the head saw
     version: int  # the read-out version (downstream.linear.readout.READOUT_VERSION when it was written)
+    clip_train_len: Optional[float] = None  # ATST-Clip: the chunk / window length (s) the head was trained on
 
 
 @dataclass
@@ -183,9 +184,14 @@ def _readout(path: Path, readout: Any, loaded: LoadedCheckpoint) -> ModelReadout
             raise bad(field, accepted)
     if "win_length" in readout and readout["win_length"] != loaded.frontend_config.win_length:
         raise bad("win_length", f"{loaded.frontend_config.win_length} (hyper_parameters.win_length)")
-    if loaded.config.has_cls and readout.get("clip_train_len") != loaded.clip_train_len:
-        raise bad("clip_train_len", f"{loaded.clip_train_len} (hyper_parameters.train_len)")
-    return ModelReadout(readout["protocol"], readout["n_blocks"], readout["precision"], readout["version"])
+    clip_train_len = None
+    if loaded.config.has_cls:  # the read-out's own chunk length (fine-tuning's official one is 6 s), not train_len
+        clip_train_len = readout.get("clip_train_len")
+        if isinstance(clip_train_len, bool) or not isinstance(clip_train_len, (int, float)) \
+                or not 0 < clip_train_len < float("inf"):
+            raise bad("clip_train_len", "a positive number of seconds (the ATST-Clip chunk the head was trained on)")
+    return ModelReadout(readout["protocol"], readout["n_blocks"], readout["precision"], readout["version"],
+                        None if clip_train_len is None else float(clip_train_len))
 
 
 def _is_int(value: Any) -> bool:

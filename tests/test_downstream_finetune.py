@@ -356,6 +356,11 @@ def test_kfold_folds_train_in_their_folders_and_the_mean_covers_every_finished_f
         (out / "best.ckpt").read_bytes() == (out / "fold00" / "best.ckpt").read_bytes()
     info = read_model_file(out / "best.ckpt").info
     assert info["readout"]["clip_train_len"] == 6.0 and info["fold"] == "fold00"  # official ATST-Clip: 6 s chunks
+    # predict rebuilds the read-out the head was trained on (6 s chunks), not the checkpoint's train_len
+    clips = tasks["synth_timbre"] / "16000" / "fold00"
+    assert main(["predict", "--model", str(out), str(clips), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv", newline="")))
+    assert len(rows) == len(list(clips.glob("*.wav"))) and rows[0]["label_1"] in info["labels"]
 
 
 def test_usage_errors_name_the_flag_and_create_nothing(tiny_frame_ckpt, tasks, tmp_path, capsys):
@@ -429,4 +434,8 @@ def test_ddp_two_processes_sigkill_then_resume_and_the_model_file_loads(tiny_fra
 
     embedder = hear_atst.load_model(str(out / "fold00" / "best.ckpt"))
     assert hear_atst.get_scene_embeddings(torch.zeros(1, 16000), embedder).shape == (1, 12 * 192)
+    clips = tasks["synth_timbre"] / "16000" / "fold00"
+    assert main(["predict", "--model", str(out / "fold00"), str(clips), "--out", str(tmp_path / "p.csv"),
+                 "--quiet"]) == 0
+    assert len(list(csv.DictReader(open(tmp_path / "p.csv", newline="")))) == len(list(clips.glob("*.wav")))
     assert not list(out.rglob("best-step=*.ckpt")) and not list(out.rglob(".*.tmp-*"))

@@ -91,21 +91,23 @@ class Readout:
         n_blocks: last blocks read out (official shell: 12).
         precision: "auto", "fp32" or "bf16" (autocast of the encoder).
         device: where the encoder runs.
+        clip_train_len: ATST-Clip chunk / window length in seconds (default: the checkpoint's `train_len`).
     """
 
     def __init__(self, loaded: LoadedCheckpoint, protocol: str, n_blocks: int = 12, precision: str = "auto",
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", clip_train_len: Optional[float] = None) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         device = torch.device(device)
         resolved = resolve_precision(precision, device)
+        clip_train_len = loaded.clip_train_len if clip_train_len is None else clip_train_len
         self.embedder = Embedder(loaded.encoder, loaded.frontend_config, mode="hear", n_blocks=n_blocks,
-                                 clip_train_len=loaded.clip_train_len,
+                                 clip_train_len=clip_train_len,
                                  autocast="bf16" if resolved == "bf16" else None).to(device).eval()
         self.settings = ReadoutSettings(
             protocol=protocol, family=loaded.family, branch=loaded.branch, n_blocks=n_blocks, precision=resolved,
             win_length=loaded.frontend_config.win_length,
-            clip_train_len=loaded.clip_train_len if loaded.config.has_cls else None)
+            clip_train_len=clip_train_len if loaded.config.has_cls else None)
         self.dim = int(n_blocks * loaded.config.embed_dim * (2 if loaded.config.has_cls else 1))
         self.device = device
 

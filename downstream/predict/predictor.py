@@ -78,7 +78,8 @@ class Predictor:
                                   f"one has {READOUT_VERSION}); upgrade hear-atst")
         device = torch.device(device)
         self.readout = Readout(model.checkpoint, spec.protocol, spec.n_blocks,
-                               resolve_predict_precision(precision, spec.precision, device), device)
+                               resolve_predict_precision(precision, spec.precision, device), device,
+                               spec.clip_train_len)
         try:
             self.head = head_from_state(model.head_state)
         except ValueError as error:
