@@ -143,3 +143,20 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert results["pretrained_wins_on"] == wins
     assert any(r["pretrained"] != r["random_init"] for r in generated), "identical columns: pre-training did nothing"
     assert "Looks good!" in (out / "logs" / "validate.log").read_text()
+
+
+def test_report_adds_the_downstream_runs(tmp_path):
+    from atst.demo.report import result_rows
+
+    for model, (linear, finetune) in {"pretrained": (0.8, 0.7), "random_init": (0.6, 0.75)}.items():
+        for kind, score, extra in (("linear", linear, {"test_std": 0.05}), ("finetune", finetune, {})):
+            folder = tmp_path / "downstream" / model / kind
+            folder.mkdir(parents=True)
+            task = "synth_timbre" if kind == "linear" else "synth_scene"
+            (folder / "results.json").write_text(json.dumps({"task": task, "metric": "top1_acc",
+                                                             "test": {"top1_acc": score}, **extra}))
+    rows = {r["task"]: r for r in result_rows(tmp_path)}
+    linear = rows["synth_timbre (atst-downstream linear)"]
+    assert (linear["pretrained"], linear["random_init"], linear["winner"]) == ("0.800 ± 0.050", "0.600 ± 0.050",
+                                                                               "pretrained")
+    assert rows["synth_scene (atst-downstream finetune)"]["winner"] == "random_init"

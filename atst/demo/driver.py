@@ -199,6 +199,28 @@ class Demo:
                                   self.out / "s3prl" / model, "--device", "cpu", "-o", ",,".join(overrides)]
             self.run("s3prl", args, show=r"^\[|acc|Error|rror", log_name=f"s3prl_{model}")
 
+    def stage_downstream(self) -> None:
+        need_module("downstream", "linear evaluation and fine-tuning")
+        s = self.settings
+        for model in MODELS:
+            ckpt = self.existing_checkpoint(model)
+            out = self.out / "downstream" / model
+            self.run("downstream", [PY, "-m", "downstream", "linear", "--ckpt", ckpt, "--task",
+                                    self.task_dir(s.linear_task), "--out", out / "linear", "--protocol", "hear",
+                                    "--num_workers", 0], log_name=f"linear_{model}")
+            self.run("downstream", [PY, "-m", "downstream", "finetune", "--ckpt", ckpt, "--task",
+                                    self.task_dir(s.finetune_task), "--out", out / "finetune", "--protocol", "hear",
+                                    "--max_epochs", s.finetune_epochs, "--warmup_epochs", 1, "--batch_size_per_gpu",
+                                    s.finetune_batch, "--learning_rate", s.finetune_learning_rate, "--accelerator",
+                                    "cpu", "--num_workers", 0, "--progress", "false"], log_name=f"finetune_{model}")
+
+    def task_dir(self, name: str) -> Path:
+        """The generated task `name` (e.g. `synth_timbre`) under OUT/tasks."""
+        found = sorted(self.need(self.tasks, "tasks").glob(f"{name}-*"))
+        if not found:
+            raise StageError(f"no generated task {name!r} under {self.tasks}: run the `tasks` stage first")
+        return found[0]
+
     def stage_report(self) -> None:
         print(write_report(self.out, self.timings, self.status))
 

@@ -77,6 +77,19 @@ def plot_loss(points: List[tuple], path: Path) -> bool:
 
 
 S3PRL_ROW = "speech_commands (s3prl)"
+DOWNSTREAM_ROWS = (("linear", "atst-downstream linear"), ("finetune", "atst-downstream finetune"))
+
+
+def downstream_score(results_path: Path) -> Optional[tuple]:
+    """(task, metric, "0.873" or "0.873 ± 0.020") from an atst-downstream results.json, or None."""
+    if not results_path.is_file():
+        return None
+    results = json.loads(results_path.read_text())
+    metric = results["metric"]
+    cell = f"{results['test'][metric]:.3f}"
+    if "test_std" in results:
+        cell += f" ± {results['test_std']:.3f}"
+    return results["task"], metric, cell
 WINNER_LABELS = {"pretrained": "pre-trained", "random_init": "random-init", "tie": "tie"}
 
 
@@ -95,6 +108,12 @@ def result_rows(out: Path) -> List[dict]:
             rows.append({"task": task.name, "metric": metric, **{m: cells[m].get(metric, "—") for m in MODELS}})
     rows.append({"task": S3PRL_ROW, "metric": "test acc",
                  **{m: s3prl_accuracy(out / "logs" / f"s3prl_{m}.log") or "—" for m in MODELS}})
+    for kind, label in DOWNSTREAM_ROWS:
+        cells = {m: downstream_score(out / "downstream" / m / kind / "results.json") for m in MODELS}
+        task = next((c[0] for c in cells.values() if c), None)
+        if task:
+            rows.append({"task": f"{task} ({label})", "metric": next(c[1] for c in cells.values() if c),
+                         **{m: cells[m][2] if cells[m] else "—" for m in MODELS}})
     for row in rows:
         row["winner"] = winner(row["metric"], row["pretrained"], row["random_init"])
     return rows
@@ -112,8 +131,8 @@ def markdown_table(rows: List[dict]) -> str:
 
 
 def is_generated_task(task: str) -> bool:
-    """Whether a task directory name (`synth_scene-v1-full`) is one of the generated HEAR tasks."""
-    return task.split("-")[0] in BUILDERS
+    """Whether a row's task (`synth_scene-v1-full`, `synth_timbre (atst-downstream linear)`) is a generated task."""
+    return re.split(r"[-\s]", task, maxsplit=1)[0] in BUILDERS
 
 
 def write_report(out: Path, timings: Dict[str, float], status: Dict[str, str]) -> str:

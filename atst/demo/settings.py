@@ -16,6 +16,8 @@ STAGE_HELP: Dict[str, str] = {
     "predict": "atst-hear predict (heareval predictions runner) for both",
     "s3prl": "python -m atst.synthetic speech_commands + python -m s3prl_upstream: speech_commands with both "
              "checkpoints",
+    "downstream": "python -m downstream linear (the k-fold timbre task) and finetune (the scene task) for both "
+                  "checkpoints",
     "report": "the results table (markdown + JSON) and the pre-training loss curve (PNG)",
 }
 STAGES = tuple(STAGE_HELP)
@@ -48,9 +50,16 @@ class Settings:
     grid_points: int = 2
     s3prl_config: str = "speech_commands"  # a config shipped in s3prl_upstream/configs (file stem)
     s3prl_steps: int = 300
+    # atst-downstream: linear evaluation (hear read-out, the default LR grid, 100 epochs) on a k-fold task, and a
+    # short fine-tune on a fixed-split one (on 60 clips a tiny model learns in 15 epochs at lr 1.0 x 16 / 256)
+    linear_task: str = "synth_timbre"
+    finetune_task: str = "synth_scene"
+    finetune_epochs: int = 15
+    finetune_batch: int = 16
+    finetune_learning_rate: float = 1.0
 
 
 FULL = Settings()
 QUICK = replace(FULL, corpus_clips=64, corpus_seconds=3.0, task_size="small", max_steps=80, warmup_steps=8,
-                learning_rate=0.05, ema=0.95, grid_points=1, s3prl_steps=6)
+                learning_rate=0.05, ema=0.95, grid_points=1, s3prl_steps=6, finetune_epochs=3)
 PRESETS: Dict[str, Settings] = {"full": FULL, "quick": QUICK}
