@@ -248,6 +248,8 @@ torch.set_num_threads(1)
 import hear_atst
 def mb(field):
     return next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith(field + ":"))
+with open("/proc/self/clear_refs", "w") as handle:  # reset VmHWM: a transient peak of the imports (a first import
+    handle.write("5")                                # compiles bytecode) must not count as the load's
 before = mb("VmRSS")
 model = hear_atst.load_model(sys.argv[1])
 print(mb("VmHWM") - before, sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20)
@@ -275,7 +277,9 @@ def test_the_load_peak_holds_the_encoder_weights_once(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rise, weights = map(float, result.stdout.split())
-    assert rise < 1.25 * weights, (rise, weights)  # copies beside the file's resident pages would be about 2x
+    # copies beside the file's resident pages would be about 2x; measured 1.14x here, up to 1.36x on a loaded CI
+    # machine (fault-around and readahead of the mapping): the bound is generous, the exact figure is in the benchmark
+    assert rise < 1.6 * weights, (rise, weights)
 
 
 def test_a_loaded_model_does_not_depend_on_its_file(tiny_frame_ckpt, fixtures, tmp_path):
