@@ -28,11 +28,12 @@ $(STAMP)/core: $(STAMP)/venv requirements/core.txt requirements/dev.txt setup.py
 
 # HEAR harness: hearvalidator and heareval without their stale pins (numpy 1.19, python < 3.9), then their
 # real runtime needs; TensorFlow only because the stock commands import it at top level.
-$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt requirements/downstream.txt requirements/onnx.txt
+$(STAMP)/harness: $(STAMP)/core requirements/hear.txt requirements/hear-nodeps.txt requirements/hear-tf.txt requirements/s3prl.txt requirements/pretrain.txt requirements/downstream.txt requirements/sed.txt requirements/onnx.txt
 	$(PIP) install -q -r requirements/hear.txt -r requirements/s3prl.txt -r requirements/pretrain.txt \
-	  -r requirements/downstream.txt -r requirements/onnx.txt
+	  -r requirements/downstream.txt -r requirements/sed.txt -r requirements/onnx.txt
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/hear-nodeps.txt
-	$(PIP) install -q -r requirements/hear-tf.txt
+	# -c: TensorFlow resolves its dependencies within the pandas/numpy pins of the SED metrics
+	$(PIP) install -q -r requirements/hear-tf.txt -c requirements/sed.txt
 	touch $@
 
 # espeak-ng gives the generated speech datasets real words; everything falls back to tones without it
