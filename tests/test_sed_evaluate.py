@@ -230,6 +230,12 @@ def test_both_psds_numbers_come_from_the_libraries(monkeypatch):
     assert result["psds2"] == {"psds_eval_3_thresholds": 0.123, "sed_scores_eval": 0.456}
 
 
+def test_psds_eval_can_be_left_out_for_validation():
+    truth, durations = toy_set()
+    result = evaluate_sed(perfect_scores(truth), truth, durations, CLASSES, include_psds_eval=False)
+    assert result["psds1"] == {"sed_scores_eval": pytest.approx(1.0)} and not result["protocol"]["psds_eval"]["computed"]
+
+
 def test_psds_eval_number_equals_a_direct_library_call():
     import pandas as pd
     from psds_eval import PSDSEval
