@@ -30,7 +30,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from downstream.datasets.strong import TOKEN_SECONDS, merge_same_class_events
+from downstream.datasets.strong import TOKEN_SECONDS, StrongClip, merge_same_class_events
+from downstream.datasets.strong_audio import clip_duration
 
 from .decode import FilterSpec, ThresholdSpec, check_scores, frame_times, frames_within, median_filter_scores, \
     scores_to_events
@@ -63,6 +64,20 @@ def psds_eval_key(n_thresholds: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ checked inputs
+
+def ground_truth_from_clips(clips: Sequence[StrongClip], class_names: Sequence[str]
+                            ) -> tuple[dict[str, list[tuple[float, float, str]]], dict[str, float]]:
+    """The `ground_truth` and `durations` arguments of `evaluate_sed` for the strongly labelled clips of a split,
+    keyed by `clip.key` (weak-only and unlabelled clips are left out). Durations: the source's, else the file
+    header's (`clip_duration`)."""
+    truth, durations = {}, {}
+    for clip in clips:
+        if clip.events is None:
+            continue
+        truth[clip.key] = [(event.onset, event.offset, str(class_names[event.label])) for event in clip.events]
+        durations[clip.key] = clip_duration(clip)
+    return truth, durations
+
 
 def check_ground_truth(ground_truth: Mapping[str, Events], class_names: Sequence[str],
                        scored: Sequence[str]) -> dict[str, list[tuple[float, float, str]]]:
@@ -332,5 +347,5 @@ def _jsonable(value):
     return [v.item() if hasattr(v, "item") else v for v in value]
 
 
-__all__ = ["MAX_EFPR", "PSDS_SCENARIOS", "check_ground_truth", "evaluate_sed", "psds_eval_key", "psds_eval_psds",
+__all__ = ["MAX_EFPR", "PSDS_SCENARIOS", "check_ground_truth", "evaluate_sed", "ground_truth_from_clips", "psds_eval_key", "psds_eval_psds",
            "psds_eval_thresholds", "sed_eval_f1", "sed_scores_eval_psds"]
