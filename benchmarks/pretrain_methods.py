@@ -7,11 +7,12 @@ its own samples, backward, AdamW (official groups), EMA update. The samples come
 Mixup and RandomResizeCrop on both) fed with noise, so the shapes are the recipes' own. "maker" is the CPU cost of
 building one sample in a data-loader worker (front end and augmentations), timed separately.
 
-    python benchmarks/pretrain_methods.py [--arch tiny] [--batch 4] [--steps 3] [--train_len 6] [--device cpu]
+    python benchmarks/pretrain_methods.py [--arch tiny] [--batch 4] [--steps 2] [--rounds 3] [--train_len 6] [--device cpu]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -33,52 +34,72 @@ def method_hp(method: str, arch: str, batch: int, train_len: float) -> dict:
     return hyper_parameters(args, check_args(args))
 
 
-def bench(method_name: str, arch: str, batch: int, steps: int, train_len: float, device: str) -> dict:
-    torch.manual_seed(0)
-    method = get_method(method_name)
-    hp = method_hp(method_name, arch, batch, train_len)
-    maker = method.sample_maker(hp)
-    samples = int(round(maker.crop_seconds * 16000))
-    waves = [torch.randn(samples) * 0.1 for _ in range(batch)]
-    for wave in waves[:2]:  # fill the Mixup banks so the timed samples are mixed
-        maker(wave, samples)
-    start = time.perf_counter()
-    batch_samples = [maker(wave, samples) for wave in waves]
-    maker_s = (time.perf_counter() - start) / batch
-    collated = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in collate(batch_samples).items()}
-    model = method.build_model(hp).to(device).train()
-    optimizer = official_adamw(model.student, lr=1e-4, weight_decay=weight_decay(0, 1000))
+class MethodBench:
+    """One method's model, optimizer and a collated batch of its own samples; `maker_seconds` and `step_seconds`
+    time one round each."""
 
-    def one_step(step: int) -> None:
-        loss = model.step(collated).loss
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, method_name: str, arch: str, batch: int, train_len: float, device: str) -> None:
+        torch.manual_seed(0)
+        method = get_method(method_name)
+        self.hp = method_hp(method_name, arch, batch, train_len)
+        self.name, self.views, self.batch, self.device = method_name, method.describe(self.hp), batch, device
+        self.maker = method.sample_maker(self.hp)
+        samples = int(round(self.maker.crop_seconds * 16000))
+        self.waves = [(torch.randn(samples) * 0.1, samples) for _ in range(batch)]
+        for wave, valid in self.waves[:2]:  # fill the Mixup banks so the timed samples are mixed
+            self.maker(wave, valid)
+        collated = collate([self.maker(wave, valid) for wave, valid in self.waves])
+        self.collated = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in collated.items()}
+        self.model = method.build_model(self.hp).to(device).train()
+        self.optimizer = official_adamw(self.model.student, lr=1e-4, weight_decay=weight_decay(0, 1000))
+
+    def maker_seconds(self) -> float:
+        """Seconds per sample built by the sample maker."""
+        start = time.perf_counter()
+        for wave, valid in self.waves:
+            self.maker(wave, valid)
+        return (time.perf_counter() - start) / self.batch
+
+    def one_step(self, step: int) -> None:
+        loss = self.model.step(self.collated).loss
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        model.update_teacher(ema_momentum(step, hp["ema"], 1000))
+        self.optimizer.step()
+        self.model.update_teacher(ema_momentum(step, self.hp["ema"], 1000))
 
-    step_s = seconds_per_step(one_step, steps, device)
-    return dict(method=method_name, views=method.describe(hp), step_s=step_s, step_sps=batch / step_s,
-                maker_sps=1.0 / maker_s)
+    def step_seconds(self, steps: int) -> float:
+        return seconds_per_step(self.one_step, steps, self.device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train_len", type=float, default=6.0, help="ATST-Clip view 1 seconds (small recipe: 9)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, arch {args.arch}, batch {args.batch}, "
           f"{args.steps} timed steps, device {args.device}, 1 process")
+    benches = [MethodBench(name, args.arch, args.batch, args.train_len, args.device) for name in ("frame", "clip")]
+    steps: dict[str, list[float]] = {b.name: [] for b in benches}
+    makers: dict[str, list[float]] = {b.name: [] for b in benches}
+    for _ in range(args.rounds):  # round-robin, so background load hits both methods alike
+        for b in benches:
+            steps[b.name].append(b.step_seconds(args.steps))
+            makers[b.name].append(b.maker_seconds())
+    print(f"{args.rounds} rounds; median (best) over rounds")
     print("| method | samples | step (s) | step samples/s | sample maker samples/s (1 worker) |")
     print("|---|---|---|---|---|")
-    results = {}
-    for name in ("frame", "clip"):
-        r = results[name] = bench(name, args.arch, args.batch, args.steps, args.train_len, args.device)
-        print(f"| {name} | {r['views']} | {r['step_s']:.3f} | {r['step_sps']:.2f} | {r['maker_sps']:.1f} |")
-    print(f"ratio clip / frame: step samples/s x{results['clip']['step_sps'] / results['frame']['step_sps']:.2f}, "
-          f"sample maker x{results['clip']['maker_sps'] / results['frame']['maker_sps']:.2f}")
+    rate = {}
+    for b in benches:
+        step, maker = statistics.median(steps[b.name]), statistics.median(makers[b.name])
+        rate[b.name] = (args.batch / step, 1.0 / maker)
+        print(f"| {b.name} | {b.views} | {step:.3f} ({min(steps[b.name]):.3f}) | {args.batch / step:.2f} "
+              f"({args.batch / min(steps[b.name]):.2f}) | {1.0 / maker:.1f} ({1.0 / min(makers[b.name]):.1f}) |")
+    print(f"ratio clip / frame (medians): step samples/s x{rate['clip'][0] / rate['frame'][0]:.2f}, "
+          f"sample maker x{rate['clip'][1] / rate['frame'][1]:.2f}")
 
 
 if __name__ == "__main__":
