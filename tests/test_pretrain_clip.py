@@ -20,7 +20,8 @@ from atst.encoder import arch_config
 from atst.frontend import LogMelFrontend
 from atst.training.optim import parameter_groups
 from atst.training.schedules import ema_momentum
-from conftest import CORRUPT_WAV, REPO, SAMPLE_RATE, kill_after_checkpoint, write_tone_clips
+from conftest import (CORRUPT_WAV, REPO, SAMPLE_RATE, kill_after_checkpoint, wav_bytes, write_tar_shard,
+                      write_tone_clips)
 from pretrain.cli import build_parser, check_args, hyper_parameters, main
 from pretrain.methods.clip import ClipATST, ClipViewMaker, random_crop
 from test_pretrain_units import door_environment  # noqa: F401  (a fixture, used by name)
@@ -79,6 +80,19 @@ def test_a_short_clip_is_padded_and_only_its_audio_counts(short_clips, tokens):
         own = LogMelFrontend()(audio[None])[0]
         assert torch.allclose(sample["mel_1"][:, :101], own, atol=1e-5)
         assert not sample["mel_1"][:, 101:].any()
+
+
+def test_shards_stream_clip_samples_and_report_bad_members(tmp_path):
+    from atst.training.corpus_datasets import ShardDataset
+
+    shard = write_tar_shard(tmp_path / "000000.tar", {"a.wav": wav_bytes(0.5, seed=1), "bad.wav": CORRUPT_WAV,
+                                                       "b.flac": wav_bytes(3.0, seed=2, format="FLAC")})
+    maker = ClipViewMaker(train_len=2.0, positive_len=1.0, read_len=2.5, mixup_bank=4)
+    samples = list(zip(range(4), ShardDataset((str(shard),), maker, shuffle_buffer=1)))
+    tokens = sorted(sample["tokens_1"] for _, sample in samples)
+    assert tokens[0] == 12 and tokens[-1] == 50  # the 0.5 s clip holds 12 tokens of audio; 2 s crops hold 50
+    assert all(sample["mel_1"].shape == (64, 201) for _, sample in samples)
+    assert any(name.endswith(":bad.wav") for _, sample in samples for name, _ in sample["skipped"])
 
 
 @pytest.fixture
