@@ -82,6 +82,22 @@ def test_a_short_clip_is_padded_and_only_its_audio_counts(short_clips, tokens):
         assert not sample["mel_1"][:, 101:].any()
 
 
+def test_mixup_of_views_of_unequal_widths_mixes_their_common_frames():
+    from pretrain.augment import Mixup
+
+    torch.manual_seed(0)
+    mixup = Mixup(bank_size=1)
+    short = torch.rand(64, 30) * 2 - 1
+    mixup(short)  # the bank holds a 30-frame view
+    long = torch.rand(64, 50) * 2 - 1
+    mixed = mixup(long)
+    assert mixed.shape == (64, 50) and torch.equal(mixed[:, 30:], long[:, 30:])
+    assert not torch.allclose(mixed[:, :30], long[:, :30])
+    low, high = torch.minimum(short, long[:, :30]), torch.maximum(short, long[:, :30])
+    assert bool((mixed[:, :30] >= low - 1e-5).all() and (mixed[:, :30] <= high + 1e-5).all())
+    assert mixup(torch.rand(64, 20)).shape == (64, 20)  # a shorter view mixes with the first 20 frames of the bank's
+
+
 def test_shards_stream_clip_samples_and_report_bad_members(tmp_path):
     from atst.training.corpus_datasets import ShardDataset
 
