@@ -2,7 +2,8 @@
 
 * `Mixup` (BYOL-A style): x <- log((1 - a) exp(x) + a exp(z) + eps), a ~ 0.4 U(0, 1), z a random earlier input
   from a FIFO memory bank (per instance, i.e. per data-loader worker). As in the official code it acts on the
-  MinMax-normalised values. The result lies between min(x, z) and max(x, z) elementwise (log-sum-exp).
+  MinMax-normalised values. The result lies between min(x, z) and max(x, z) elementwise (log-sum-exp). Views of
+  unequal widths (ATST-Clip's masked short clips) mix over their common first frames; the rest stays as it is.
 * `RandomResizeCrop` (frequency only, the official setting): crop h = clip(int(U(0.6, 1.5) n_mels), 1, n_mels)
   mel bins at a random offset over the full width and resize back bicubically (align_corners=True). Time columns
   are never mixed, so the time alignment with the teacher view and the mask is kept.
@@ -15,18 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atst.training.augment import check_mel as _check_mel
+
 MIXUP_ALPHA = 0.4
 FREQ_SCALE = (0.6, 1.5)
 _EPS = torch.finfo(torch.float32).eps
 
 
-def _check_mel(mel: Tensor) -> None:
-    if mel.ndim != 2:
-        raise ValueError(f"expected one log-mel spectrogram [n_mels, frames], got shape {tuple(mel.shape)}")
-
-
 class Mixup:
-    """Mix each input with a random one of the last `bank_size` inputs (no mixing while the bank is empty)."""
+    """Mix each input with a random one of the last `bank_size` inputs (no mixing while the bank is empty, nor with
+    an input of another mel height)."""
 
     def __init__(self, alpha: float = MIXUP_ALPHA, bank_size: int = 2000) -> None:
         if bank_size < 1:
@@ -40,9 +39,11 @@ class Mixup:
         out = mel
         if self.bank:
             background = self.bank[int(torch.randint(len(self.bank), ()))]
-            if background.shape == mel.shape:
+            if background.shape[0] == mel.shape[0]:
                 ratio = self.alpha * float(torch.rand(()))
-                out = torch.log((1.0 - ratio) * mel.exp() + ratio * background.exp() + _EPS)
+                common = min(mel.shape[1], background.shape[1])
+                mixed = torch.log((1.0 - ratio) * mel[:, :common].exp() + ratio * background[:, :common].exp() + _EPS)
+                out = mixed if common == mel.shape[1] else torch.cat([mixed, mel[:, common:]], dim=1)
         self.bank.append(mel.detach().clone())
         return out
 

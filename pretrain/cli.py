@@ -2,6 +2,7 @@
 
     atst-pretrain --arch small --data_path CORPUS --save_path runs/small --nproc 4 --batch_size_per_gpu 256
     atst-pretrain --method frame ...          (the default; the method's own flags follow its name)
+    atst-pretrain --method clip ...           (ATST-Clip: two crops per clip, CLS BYOL)
     atst-pretrain plot SAVE_PATH [--out curves.png]
 
 Restarting the same command resumes from SAVE_PATH/last.ckpt (a larger --max_steps trains longer). Ctrl-C
@@ -144,7 +145,7 @@ def _fit(args: argparse.Namespace, run: RunConfig, hp: dict, method: PretrainMet
                               optimizers=[module.configure_optimizers()])
     except ValueError as error:
         raise _fail(error) from None
-    trainer = build_trainer(run)
+    trainer = build_trainer(run, find_unused_parameters=method.find_unused_parameters)
     if trainer.is_global_zero:
         remove_stale_temporaries(run.save_path)
     rank_zero_info(

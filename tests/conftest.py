@@ -9,9 +9,12 @@ import argparse
 import copy
 import io
 import os
+import signal
 import socket
+import subprocess
 import tarfile
 import threading
+import time
 import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,8 +38,8 @@ MIXED_CLIPS = (("tone16k.wav", 1.0, SAMPLE_RATE, 1), ("sub/stereo44k.flac", 1.5,
                ("sub/noise8k.ogg", 3.0, 8000, 1))
 
 __all__ = ["CORRUPT_WAV", "LoopbackServer", "MIXED_CLIPS", "NEEDS_CUDA", "REPO", "SAMPLE_RATE", "devices",
-           "fixtures_dir", "noise", "on_device", "pcm16_rms", "subprocess_env", "wav_bytes", "wav_header",
-           "write_mixed_corpus", "write_release_layout", "write_tar_shard", "write_test_wav", "write_tone_clips"]
+           "fixtures_dir", "kill_after_checkpoint", "noise", "on_device", "pcm16_rms", "subprocess_env", "wav_bytes",
+           "wav_header", "write_mixed_corpus", "write_release_layout", "write_tar_shard", "write_test_wav", "write_tone_clips"]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -44,6 +47,27 @@ def subprocess_env(**extra: str) -> Dict[str, str]:
     even where an editable install points elsewhere), plus `extra`."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def kill_after_checkpoint(command: List[str], env: Mapping[str, str], last: Path, step: int,
+                          timeout: float = 900) -> int:
+    """Start a training `command` (its own session, output discarded), SIGKILL its whole process group once `last`
+    holds a checkpoint of at least `step` steps; returns the step that `last` holds after the kill."""
+    process = subprocess.Popen(command, cwd=REPO, env=dict(env), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if last.is_file() and torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= step:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
 
 
 # ------------------------------------------------------------------------------------------------ audio files

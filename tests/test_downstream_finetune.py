@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +18,7 @@ import torch
 from atst import describe_checkpoint, load_checkpoint
 from atst.training.optim import set_learning_rate
 from atst.synthetic import make_tasks
-from conftest import REPO, subprocess_env
+from conftest import REPO, kill_after_checkpoint, subprocess_env
 from downstream.cli import main
 from downstream.datasets import load_task
 from downstream.finetune.augment import MixupSpecLabel, RandomResizeCrop, mix
@@ -401,21 +398,8 @@ def test_ddp_two_processes_sigkill_then_resume_and_the_model_file_loads(tiny_fra
                          ATST_AUDIO_CACHE="off")
     env.pop("LOCAL_RANK", None)
     last = out / "fold00" / "last.ckpt"
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and process.poll() is None:  # 6 train clips / 2 ranks: 3 steps per epoch
-            if last.is_file() and torch.load(last, weights_only=True)["global_step"] >= 4:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    killed_at = torch.load(last, weights_only=True)["global_step"]
+    # 6 train clips / 2 ranks: 3 steps per epoch
+    killed_at = kill_after_checkpoint(command, env, last, 4, timeout=600)
     assert 4 <= killed_at < 12
     env["MASTER_PORT"] = str(_free_port())
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

@@ -21,6 +21,7 @@ import torch
 
 import hear_atst
 from atst.synthetic import harmonic_tone
+from conftest import kill_after_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -141,25 +142,10 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(corpus, tmp_path):
     manifest.write_text("path\n" + "\n".join(files) + "\n")
     save = tmp_path / "run"
     flags = tiny_flags(manifest, save, steps=16, num_workers=0)
-    process = subprocess.Popen([sys.executable, "-m", "pretrain", *flags], cwd=REPO, env=env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = save / "last.ckpt"
-    deadline = time.monotonic() + RUN_TIMEOUT
-    killed_at = None
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if last.is_file() and read_ckpt(last)["global_step"] >= 4:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-        ckpt = read_ckpt(last)  # readable after the kill
-        killed_at = ckpt["global_step"]
-        assert 4 <= killed_at < 16 and ckpt["optimizer_states"][0]["state"]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    killed_at = kill_after_checkpoint([sys.executable, "-m", "pretrain", *flags], env(), last, 4)
+    ckpt = read_ckpt(last)  # readable after the kill
+    assert 4 <= killed_at < 16 and ckpt["optimizer_states"][0]["state"]
     result = run_pretrain(flags)
     assert f"resuming from {last} at step {killed_at}" in result.stdout + result.stderr
     ckpt = read_ckpt(last)

@@ -59,7 +59,7 @@ def stdout_is_terminal() -> bool:
 
 
 def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_bar: Optional[bool] = None,
-                  use_distributed_sampler: bool = True) -> "pl.Trainer":
+                  use_distributed_sampler: bool = True, find_unused_parameters: bool = False) -> "pl.Trainer":
     """A Trainer for `run`: DDP when the run has more than one process, TensorBoard (`save_path/tb_logs`) and CSV
     (`save_path/csv_logs`) loggers, atomic checkpoint writing, the run's checkpoint cadence, the curves PNG at the
     end, stopping with a checkpoint on SIGINT / SIGTERM (`atst.training.interrupt`), `callbacks`, the progress line
@@ -68,6 +68,8 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
     `show_bar` (default: `run.progress` and stdout is a terminal) chooses Lightning's bar; without the bar a
     progress line is printed every `run.progress_every` steps. `use_distributed_sampler=False`: the door's data
     loaders shard the data across ranks themselves (Lightning adds no DistributedSampler).
+    `find_unused_parameters`: DDP tolerates trainable parameters that get no gradient (ATST-Clip's `mask_embed`, as
+    the official run did with `ddp_find_unused_parameters_true`).
     """
     tensorboard_without_tensorflow()
     from .lightning import CSVLogger, LearningRateMonitor, TensorBoardLogger, pl
@@ -77,10 +79,11 @@ def build_trainer(run: RunConfig, callbacks: Sequence["pl.Callback"] = (), show_
     from .interrupt import StopOnSignal
 
     bar = run.progress and stdout_is_terminal() if show_bar is None else show_bar
+    ddp = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     extra: list[pl.Callback] = [] if bar or not run.progress_every else [ProgressLine(run.progress_every)]
     return pl.Trainer(
         accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
-        strategy="ddp" if run.world_size > 1 else "auto", precision=run.precision, max_steps=run.max_steps,
+        strategy=ddp if run.world_size > 1 else "auto", precision=run.precision, max_steps=run.max_steps,
         max_epochs=-1, gradient_clip_val=run.grad_clip or None, accumulate_grad_batches=run.accumulate_grad_batches,
         logger=[TensorBoardLogger(run.save_path, name="tb_logs"), CSVLogger(run.save_path, name="csv_logs")],
         callbacks=[*checkpoint_callbacks(run.save_path, run.ckpt_every_steps, run.keep_every_steps),

@@ -7,10 +7,7 @@
   a longer clip mixes the partner into a random window of itself; a shorter one mixes with a random window of the
   partner (window starts drawn from every position, the last included; the official `np.random.randint(0, d)`
   never picks the last). `ratio` < 1 mixes only that fraction of the clips (the official AudioSet-2M recipe: 0.5).
-* `RandomResizeCrop` (audiossl `transforms/byol_a.py`, BYOL-A's): the mel centred on a zero canvas
-  `[int(1.0 n_mels), int(1.5 F)]` (the virtual crop), a crop of height clip(int(U(0.6, 1.5) n_mels), 1, canvas)
-  and width clip(int(U(0.6, 1.5) F), 1, canvas) at a random place, resized back to `[n_mels, F]` bicubically
-  (align_corners=True). Unlike pre-training's frequency-only crop, it also stretches and shifts time.
+* `RandomResizeCrop`: BYOL-A's time-and-frequency crop, from the training kit (`atst.training.augment`).
 
 Random numbers come from torch's generator, which each data-loader worker seeds on its own (seeded runs repeat).
 """
@@ -20,26 +17,11 @@ from collections import deque
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-VIRTUAL_CROP = (1.0, 1.5)
-FREQ_SCALE = (0.6, 1.5)
-TIME_SCALE = (0.6, 1.5)
-
-
-def _check_mel(mel: Tensor) -> None:
-    if mel.ndim != 2:
-        raise ValueError(f"expected one log-mel spectrogram [n_mels, frames], got shape {tuple(mel.shape)}")
-
-
-def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand(()))
-
-
-def _randint(high: int) -> int:
-    """Uniform integer in [0, high] (both ends)."""
-    return int(torch.randint(high + 1, ()))
+from atst.training.augment import FREQ_SCALE, TIME_SCALE, VIRTUAL_CROP, RandomResizeCrop
+from atst.training.augment import check_mel as _check_mel
+from atst.training.augment import randint as _randint
 
 
 def mix(mel: Tensor, target: Tensor, partner_mel: Tensor, partner_target: Tensor, lam: float
@@ -85,34 +67,6 @@ class MixupSpecLabel:
             out = mix(mel, target, partner_mel, partner_target, float(self.beta.sample()))
         self.bank.append((mel, target))
         return out
-
-
-class RandomResizeCrop:
-    """`[n_mels, F]` -> `[n_mels, F]`: virtual crop, random crop in frequency and time, bicubic resize back."""
-
-    def __init__(self, virtual_crop: tuple[float, float] = VIRTUAL_CROP,
-                 freq_scale: tuple[float, float] = FREQ_SCALE, time_scale: tuple[float, float] = TIME_SCALE) -> None:
-        for name, (low, high) in (("virtual_crop", virtual_crop), ("freq_scale", freq_scale),
-                                  ("time_scale", time_scale)):
-            if not 0.0 < low <= high:
-                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
-        if min(virtual_crop) < 1.0:
-            raise ValueError(f"virtual_crop must not shrink the canvas below the input, got {virtual_crop}")
-        self.virtual_crop, self.freq_scale, self.time_scale = virtual_crop, freq_scale, time_scale
-
-    def __call__(self, mel: Tensor) -> Tensor:
-        _check_mel(mel)
-        n_mels, frames = mel.shape
-        canvas_h, canvas_w = int(n_mels * self.virtual_crop[0]), int(frames * self.virtual_crop[1])
-        canvas = mel.new_zeros(canvas_h, canvas_w)
-        top, left = (canvas_h - n_mels) // 2, (canvas_w - frames) // 2
-        canvas[top : top + n_mels, left : left + frames] = mel
-        height = min(max(int(_uniform(*self.freq_scale) * n_mels), 1), canvas_h)
-        width = min(max(int(_uniform(*self.time_scale) * frames), 1), canvas_w)
-        row = _randint(canvas_h - height) if canvas_h > height else 0
-        column = _randint(canvas_w - width) if canvas_w > width else 0
-        crop = canvas[row : row + height, column : column + width]
-        return F.interpolate(crop[None, None], size=(n_mels, frames), mode="bicubic", align_corners=True)[0, 0]
 
 
 class TrainAugment:

@@ -1,4 +1,4 @@
-"""Pre-training methods: what differs between ATST-Frame and (next) ATST-Clip pre-training.
+"""Pre-training methods: what differs between ATST-Frame (`frame`) and ATST-Clip (`clip`) pre-training.
 
 A method says which flags it adds (and its recipe's defaults of the shared ones), how it checks them, which flags fix
 tensor shapes (a run folder holding other values cannot be resumed), how it builds its teacher-student networks
@@ -25,6 +25,8 @@ class PretrainMethod(ABC):
     # the method's recipe defaults of the shared pre-training flags (README small recipe): every one of
     # batch_size_per_gpu, warmup_steps, max_steps, ema, subset, learning_rate
     defaults: Mapping[str, Any] = {}
+    # DDP must tolerate trainable parameters without a gradient (ATST-Clip never uses `mask_embed`)
+    find_unused_parameters: bool = False
 
     @abstractmethod
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -48,9 +50,10 @@ class PretrainMethod(ABC):
 
 
 def _registry() -> dict[str, PretrainMethod]:
+    from .clip import ClipMethod
     from .frame import FrameMethod
 
-    return {method.name: method for method in (FrameMethod(),)}
+    return {method.name: method for method in (FrameMethod(), ClipMethod())}
 
 
 METHODS = _registry()
