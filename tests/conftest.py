@@ -372,3 +372,34 @@ def loopback():
     server = LoopbackServer()
     yield server
     server.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for MASTER_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kill_at_step(command: List[str], env: Mapping[str, str], last: Path, step: int, timeout: float = 600) -> int:
+    """Start `command` (from the repository, its own process group), SIGKILL the whole group once `last`
+    (a last.ckpt) holds global step >= `step`, and return the step `last` holds after the kill."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, cwd=REPO, env=dict(env), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if last.is_file() and torch.load(last, weights_only=True)["global_step"] >= step:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return int(torch.load(last, weights_only=True)["global_step"])
