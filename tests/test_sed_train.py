@@ -22,6 +22,7 @@ from downstream.datasets.strong import Event, StrongClip
 from downstream.finetune.data import TrainPosition
 from downstream.finetune.schedule import FinetuneSchedule
 from downstream.sed.data import StrongWeakBatches, WindowDataset, collate_windows, steps_per_epoch
+from downstream.sed.datamodule import train_parts
 from downstream.sed.heads import StrongWeakHead
 from downstream.sed.model import SedModel
 from downstream.sed.recipe import build_optimizer, resolve_recipe
@@ -156,6 +157,29 @@ def test_desed_official_run_trains_exactly_the_last_block_and_final_norm(tiny, t
     # the same command again: reported, nothing trained
     again = run_sed(config, default_run_config(str(out), num_workers=0, accelerator="cpu", progress=False))
     assert again.status == 0 and again.results["wall_time_s"] == results["wall_time_s"]
+
+
+def test_mean_teacher_on_unlabelled_clips_and_the_official_choice_of_validating_on_test(tiny, tmp_path):
+    task = make_event_task(tmp_path / "task", strong=2, weak=2, unlabelled=2, valid=2, test=2,
+                           official_selects_on_test=True)
+    out = tmp_path / "mt"
+    config = SedConfig(ckpt=tiny, task=task, out=str(out), recipe="default", protocol="official", max_epochs=2,
+                       warmup_epochs=1, strong_batch=1, weak_batch=1, unlabelled_batch=2, mean_teacher=True)
+    outcome = run_sed(config, default_run_config(str(out), num_workers=0, accelerator="cpu", progress=False))
+    assert outcome.status == 0
+    results = outcome.results
+    assert results["validated_on_test"] is True and any("TEST set" in note for note in results["protocol_notes"])
+    assert results["settings"]["batch"].startswith("1 strong + 1 weak + 2 unlabelled")
+    state = torch.load(out / "last.ckpt", weights_only=True)["state_dict"]
+    start = load_checkpoint(tiny).encoder.state_dict()
+    key = "blocks.11.mlp.fc1.weight"
+    teacher, student = state[f"teacher.backbone.encoder.{key}"], state[f"model.backbone.encoder.{key}"]
+    assert not torch.equal(teacher, start[key]) and not torch.equal(teacher, student)  # an EMA of the student
+    lines = (sorted((out / "csv_logs").glob("version_*"))[-1] / "metrics.csv").read_text()
+    assert "consistency_loss" in lines.splitlines()[0]
+    parts, batches = train_parts(task.splits, resolve_recipe("default", mean_teacher=True, unlabelled_batch=2))
+    assert batches == [16, 16, 2] and len(parts[2]) == 2  # unlabelled clips are drawn with the mean teacher only
+    assert train_parts(task.splits, resolve_recipe("default"))[1] == [16, 16, 0]
 
 
 def official_cosine_scheduler_epoch(base, final, epochs, niter, warmup_epochs):
