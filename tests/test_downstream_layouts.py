@@ -43,7 +43,7 @@ def test_the_registry_lists_every_native_layout_with_its_classes_and_folds():
     infos = {info.name: (info.num_labels, info.multi_label, info.num_folds) for info in list_all_datasets()}
     assert infos == {"spcv2": (35, False, 1), "us8k": (10, False, 10), "nsynth": (11, False, 1),
                      "voxceleb1": (1251, False, 1), "fsd50k": (200, True, 1), "audioset": (527, True, 1),
-                     "audioset_b": (527, True, 1)}
+                     "audioset_b": (527, True, 1), "desed": (10, True, 1), "as_strong": (407, True, 1)}
 
 
 def test_spcv2_keys_by_word_folder_and_splits_by_the_lists(layouts):
@@ -139,7 +139,7 @@ def test_manifests_single_multi_label_and_folds(tmp_path):
 def test_bad_inputs_are_named_with_what_is_accepted(tmp_path, layouts):
     with pytest.raises(FileNotFoundError, match=r"dataset us8k: .*nope does not exist; expected the UrbanSound8K"):
         load_task(f"us8k={tmp_path / 'nope'}")
-    with pytest.raises(KeyError, match=r"'esc50' is not registered; registered: audioset, audioset_b, fsd50k"):
+    with pytest.raises(KeyError, match=r"'esc50' is not registered; registered: as_strong, audioset, audioset_b, desed, fsd50k"):
         load_task(f"esc50={tmp_path}")
     (tmp_path / "m.csv").write_text("path,lable\nx.wav,cat\n")
     with pytest.raises(ValueError, match=r"unknown column\(s\) \['lable'\]; accepted: path, label or labels"):

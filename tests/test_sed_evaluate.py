@@ -31,14 +31,8 @@ def toy_set():
     return truth, durations
 
 
-def perfect_scores(truth, frames=FRAMES):
-    scores = {}
-    for name, events in truth.items():
-        array = np.zeros((frames, len(CLASSES)))
-        for onset, offset, label in events:
-            array[round(onset / 0.04):round(offset / 0.04), CLASSES.index(label)] = 1.0
-        scores[name] = array
-    return scores
+def perfect_scores(truth):
+    return {name: perfect_like(events, CLASSES) for name, events in truth.items()}
 
 
 def numbers(result):
@@ -230,6 +224,12 @@ def test_both_psds_numbers_come_from_the_libraries(monkeypatch):
     assert result["psds2"] == {"psds_eval_3_thresholds": 0.123, "sed_scores_eval": 0.456}
 
 
+def test_psds_eval_can_be_left_out_for_validation():
+    truth, durations = toy_set()
+    result = evaluate_sed(perfect_scores(truth), truth, durations, CLASSES, include_psds_eval=False)
+    assert result["psds1"] == {"sed_scores_eval": pytest.approx(1.0)} and not result["protocol"]["psds_eval"]["computed"]
+
+
 def test_psds_eval_number_equals_a_direct_library_call():
     import pandas as pd
     from psds_eval import PSDSEval
@@ -296,3 +296,27 @@ def test_bad_input_is_a_clear_value_error(case, message):
         truth = {name: [] for name in truth}
     with pytest.raises(ValueError, match=message):
         evaluate_sed(scores, truth, durations, CLASSES, n_thresholds=2)
+
+
+def test_ground_truth_from_a_desed_test_split(tmp_path):
+    from atst.synthetic.sed_layouts import make_desed
+    from downstream.datasets import load_strong_task
+    from downstream.sed.evaluate import ground_truth_from_clips
+
+    task = load_strong_task(f"desed={make_desed(tmp_path / 'desed')}")
+    truth, durations = ground_truth_from_clips(task.split("test") + task.split("valid"), task.labels.names)
+    short = "audio/validation/validation/val_short.wav"
+    assert truth[short] == [(1.0, 3.0, "Alarm_bell_ringing"), (5.0, 7.5, "Cat")] and durations[short] == 7.5
+    assert truth["audio/validation/validation/val_quiet.wav"] == []
+    assert len(truth) == 6  # 4 test + 2 synthetic validation clips; the weak-only clip has no ground truth
+    assert durations["audio/validation/synthetic21_validation/soundscapes/synth_val_0.wav"] == 10.0
+    scores = {key: perfect_like(events, task.labels.names) for key, events in truth.items()}
+    result = evaluate_sed(scores, truth, durations, task.labels.names, n_thresholds=3)
+    assert result["psds1"]["sed_scores_eval"] == pytest.approx(1.0)
+
+
+def perfect_like(events, class_names):
+    array = np.zeros((FRAMES, len(class_names)))
+    for onset, offset, label in events:
+        array[round(onset / 0.04):round(offset / 0.04), list(class_names).index(label)] = 1.0
+    return array

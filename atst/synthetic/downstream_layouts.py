@@ -19,6 +19,7 @@ depend on it, only the audio does). What each miniature holds:
 * `audioset`   AudioSet: the 527-class index, 20 balanced, 6 unbalanced and 5 eval segments with the CSVs' comment
                lines; clips named `<YTID>.wav`, `Y<YTID>.flac` and `Y<YTID>_30.000_40.000.wav` in three folders;
                eval segment `Yev00000004` has no file (downloads miss some); one balanced clip 32 kHz stereo.
+* `desed`, `as_strong`  strong labels (events at known times): see `sed_layouts`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import soundfile
 from ..audio_io import SAMPLE_RATE, write_wav
 from ..fileio import atomic_path, atomic_write_text
 from .sounds import harmonic_tone
+from .sed_layouts import make_as_strong, make_desed
 from .superb import make_voxceleb1
 
 PathLike = Union[str, Path]
@@ -224,6 +226,7 @@ LAYOUTS: Dict[str, Callable[[PathLike, int], Path]] = {
     "spcv2": make_spcv2, "us8k": make_us8k, "nsynth": make_nsynth, "voxceleb1": make_voxceleb1_layout,
     "fsd50k": make_fsd50k, "audioset": make_audioset,
 }
+LAYOUTS.update({"desed": make_desed, "as_strong": make_as_strong})  # strong labels (sed_layouts)
 
 
 def make_layout(name: str, root: PathLike, seed: int = 0) -> Path:

@@ -18,12 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = [{"name": info.name, "classes": info.num_labels, "multi_label": info.multi_label,
-             "folds": info.num_folds, "layout": info.layout} for info in list_all_datasets()]
+             "folds": info.num_folds, "labels": info.kind, "layout": info.layout} for info in list_all_datasets()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
         kind = "multi-label" if row["multi_label"] else "single-label"
+        if row["labels"] == "strong":
+            kind = "strong labels (events, sed)"
         print(f"{row['name']:<12} {row['classes']:>5} classes, {kind}, {row['folds']} fold(s)  {row['layout']}")
     print("also accepted as TASK: a HEAR task directory, a CSV/TSV manifest (path,label[,split][,fold]), a folder "
           "with one sub-folder per class")

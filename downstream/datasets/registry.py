@@ -4,7 +4,9 @@
     info = get_dataset("us8k")          # .multi_label, .num_labels, .num_folds, .layout, .load(path) -> Task
     info.creator(path, split="train")   # audiossl's creator interface: a torch Dataset of (waveform, label)
 
-A registered source is a function `load(root: Path) -> Task` that reads the dataset's metadata in its native layout.
+A registered source is a function `load(root: Path) -> Task` that reads the dataset's metadata in its native layout;
+a strong-label (sound event detection) source, registered with `kind="strong"`, is a function
+`load(root: Path, protocol: str) -> StrongTask` (`downstream.datasets.strong`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
-from .types import Task
+from .types import PROTOCOLS, Task
 
-Loader = Callable[[Path], Task]
+Loader = Callable[..., object]
+KINDS = ("clip", "strong")  # clip-level labels (Task) or timestamped events (StrongTask)
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,18 @@ class DatasetInfo:
     num_folds: int
     layout: str
     loader: Loader
+    kind: str = "clip"
 
-    def load(self, root: Union[str, Path]) -> Task:
-        """Read the dataset's metadata under `root` (its native layout) into a Task."""
+    def load(self, root: Union[str, Path], protocol: str = "hear"):
+        """Read the dataset's metadata under `root` (its native layout): a Task, or for a strong-label dataset a
+        StrongTask whose splits follow `protocol` ("hear" or "official")."""
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"dataset {self.name}: {root} does not exist; expected {self.layout}")
+        if self.kind == "strong":
+            if protocol not in PROTOCOLS:
+                raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+            return self.loader(root, protocol)
         return self.loader(root)
 
     def creator(self, data_path: Union[str, Path], split: str = "train", fold: int = 0, transform=None,
@@ -43,6 +52,9 @@ class DatasetInfo:
         from .audio_cache import resolve_cache
         from .clip_dataset import ClipDataset
 
+        if self.kind != "clip":
+            raise ValueError(f"dataset {self.name} has {self.kind} labels (timestamped events): it trains with "
+                             f"`atst-downstream sed`, not as a clip dataset")
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be train, valid or test, got {split!r}")
         if isinstance(fold, bool) or not isinstance(fold, int):
@@ -57,11 +69,15 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(name: str, multi_label: bool, num_labels: int, num_folds: int = 1,
-                     layout: str = "") -> Callable[[Loader], Loader]:
-    """Decorator registering a loader under `name`; registering one name twice with another loader raises."""
+                     layout: str = "", kind: str = "clip") -> Callable[[Loader], Loader]:
+    """Decorator registering a loader under `name`; registering one name twice with another loader raises.
+    `kind`: "clip" (the loader returns a Task) or "strong" (it takes a protocol and returns a StrongTask)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
     def decorate(loader: Loader) -> Loader:
         info = DatasetInfo(name, multi_label, num_labels, num_folds, layout or (loader.__doc__ or "").strip(),
-                           loader)
+                           loader, kind)
         existing = _REGISTRY.get(name)
         if existing is not None and existing.loader is not loader:
             raise ValueError(f"dataset {name!r} is already registered (by {existing.loader.__module__})")
@@ -90,4 +106,4 @@ def _load_builtin_sources() -> None:
     from . import sources  # noqa: F401
 
 
-__all__ = ["DatasetInfo", "get_dataset", "list_all_datasets", "register_dataset"]
+__all__ = ["DatasetInfo", "KINDS", "get_dataset", "list_all_datasets", "register_dataset"]

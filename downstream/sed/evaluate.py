@@ -30,7 +30,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from downstream.datasets.strong import TOKEN_SECONDS, merge_same_class_events
+from downstream.datasets.strong import TOKEN_SECONDS, StrongClip, merge_same_class_events
+from downstream.datasets.strong_audio import clip_duration
 
 from .decode import FilterSpec, ThresholdSpec, check_scores, frame_times, frames_within, median_filter_scores, \
     scores_to_events
@@ -63,6 +64,20 @@ def psds_eval_key(n_thresholds: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ checked inputs
+
+def ground_truth_from_clips(clips: Sequence[StrongClip], class_names: Sequence[str]
+                            ) -> tuple[dict[str, list[tuple[float, float, str]]], dict[str, float]]:
+    """The `ground_truth` and `durations` arguments of `evaluate_sed` for the strongly labelled clips of a split,
+    keyed by `clip.key` (weak-only and unlabelled clips are left out). Durations: the source's, else the file
+    header's (`clip_duration`)."""
+    truth, durations = {}, {}
+    for clip in clips:
+        if clip.events is None:
+            continue
+        truth[clip.key] = [(event.onset, event.offset, str(class_names[event.label])) for event in clip.events]
+        durations[clip.key] = clip_duration(clip)
+    return truth, durations
+
 
 def check_ground_truth(ground_truth: Mapping[str, Events], class_names: Sequence[str],
                        scored: Sequence[str]) -> dict[str, list[tuple[float, float, str]]]:
@@ -246,14 +261,16 @@ def _finite(value) -> Optional[float]:
 def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Events],
                  durations: Mapping[str, float], class_names: Sequence[str], median: FilterSpec = 7,
                  frame_seconds: float = TOKEN_SECONDS, n_thresholds: int = 50, f1_threshold: ThresholdSpec = 0.5,
-                 trim_padding: bool = True) -> dict:
+                 trim_padding: bool = True, include_psds_eval: bool = True) -> dict:
     """PSDS1/PSDS2 (psds_eval at `n_thresholds` operating points and sed_scores_eval threshold-independent),
     event-based F1 (200 ms) and segment-based F1 (1 s) of frame `scores` (see the module docstring).
 
     `scores` {file id: `[T, C]`}, `ground_truth` {file id: [(onset_s, offset_s, label)]}, `durations`
     {file id: seconds}, `class_names` the C labels, `median` the filter length in frames (one, or one per class),
     `f1_threshold` the decision threshold of the F1 scores (one, or one per class). `trim_padding=False` keeps
-    scores past each duration (the official code's behaviour). Returns a JSON-able dict:
+    scores past each duration (the official code's behaviour). `include_psds_eval=False` leaves out the
+    psds_eval numbers (seconds per PSDS on a few dozen clips, minutes on DESED's 1 168: for per-epoch validation
+    the sed_scores_eval numbers are enough). Returns a JSON-able dict:
     {"psds1": {"psds_eval_50_thresholds": x, "sed_scores_eval": y}, "psds2": {...},
      "event_f1_200ms": {"macro": f, "micro": f}, "segment_f1_1s": {"macro": f, "micro": f}, "protocol": {...}}.
     """
@@ -279,22 +296,22 @@ def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Ev
     event_f1, segment_f1 = sed_eval_f1(detections, truth, checked_durations, names)
     results: dict = {}
     for name, scenario in PSDS_SCENARIOS.items():
-        results[name] = {
-            psds_eval_key(n_thresholds): psds_eval_psds(filtered, truth, checked_durations, names, scenario,
-                                                        thresholds, frame_seconds, trim_padding),
-            "sed_scores_eval": sed_scores_eval_psds(filtered, truth, checked_durations, names, scenario,
-                                                    frame_seconds, trim_padding),
-        }
+        results[name] = {}
+        if include_psds_eval:
+            results[name][psds_eval_key(n_thresholds)] = psds_eval_psds(
+                filtered, truth, checked_durations, names, scenario, thresholds, frame_seconds, trim_padding)
+        results[name]["sed_scores_eval"] = sed_scores_eval_psds(filtered, truth, checked_durations, names, scenario,
+                                                                 frame_seconds, trim_padding)
     results["event_f1_200ms"] = event_f1
     results["segment_f1_1s"] = segment_f1
     results["protocol"] = protocol_description(names, truth, median, frame_seconds, thresholds, f1_threshold,
-                                               trim_padding, len(scored))
+                                               trim_padding, len(scored), include_psds_eval)
     return results
 
 
 def protocol_description(class_names: Sequence[str], truth: Mapping[str, Events], median: FilterSpec,
                          frame_seconds: float, thresholds: np.ndarray, f1_threshold: ThresholdSpec,
-                         trim_padding: bool, num_files: int) -> dict:
+                         trim_padding: bool, num_files: int, include_psds_eval: bool = True) -> dict:
     """The settings behind the numbers, for results.json."""
     import pandas
     import psds_eval
@@ -305,7 +322,7 @@ def protocol_description(class_names: Sequence[str], truth: Mapping[str, Events]
     return {
         "psds_scenarios": {name: dict(s, max_efpr=MAX_EFPR, unit_of_time="hour") for name, s in PSDS_SCENARIOS.items()},
         "psds_eval": {"thresholds": [float(t) for t in thresholds], "version": psds_eval.__version__,
-                      "cttc_when_none": PSDS_EVAL_UNUSED_CTTC},
+                      "cttc_when_none": PSDS_EVAL_UNUSED_CTTC, "computed": bool(include_psds_eval)},
         "sed_scores_eval": {"version": version("sed_scores_eval"), "threshold_independent": True},
         "sed_eval": {"version": getattr(sed_eval, "__version__", version("sed_eval")),
                      "event_collar_s": EVENT_COLLAR_SECONDS, "percentage_of_length": EVENT_PERCENTAGE_OF_LENGTH,
@@ -330,5 +347,5 @@ def _jsonable(value):
     return [v.item() if hasattr(v, "item") else v for v in value]
 
 
-__all__ = ["MAX_EFPR", "PSDS_SCENARIOS", "check_ground_truth", "evaluate_sed", "psds_eval_key", "psds_eval_psds",
+__all__ = ["MAX_EFPR", "PSDS_SCENARIOS", "check_ground_truth", "evaluate_sed", "ground_truth_from_clips", "psds_eval_key", "psds_eval_psds",
            "psds_eval_thresholds", "sed_eval_f1", "sed_scores_eval_psds"]
