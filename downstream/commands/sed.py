@@ -12,7 +12,7 @@ Recipes: desed-official (the DESED protocol: only the last block and the final n
 warm-up, cosine, 100 epochs x len(weak) // 128 steps, 128 strong + 128 weak per batch, clipping 3.0),
 as-strong-official (full fine-tuning, 15 layer-decay groups 0.75, lr 1e-3, batch 8), default (the DESED structure
 with batches of 16 + 16, 30 epochs). --protocol official keeps the official AudioSet-strong choice of validating
-on the test set (said in the results); the default validates on the valid split.
+on the test set (said in the results); the default (hear) validates on a split apart from the test set.
 
 Writes OUT/best.ckpt (encoder + heads + class names, thresholds, median filters; `atst-downstream detect` and
 `hear_atst.load_model` read it), OUT/results.json, OUT/results.md, OUT/curves.png, OUT/csv_logs, OUT/tb_logs and
@@ -31,7 +31,7 @@ from atst.training.config import add_run_arguments, run_config_from_args
 from ..results import report_skipped
 
 HELP = "train a sound event detector (DESED / AudioSet-strong official recipes or own data), PSDS on the test split"
-OPTIONS = ("recipe", "protocol", "learning_rate", "max_epochs", "warmup_epochs", "strong_batch", "weak_batch",
+OPTIONS = ("recipe", "protocol", "fold", "learning_rate", "max_epochs", "warmup_epochs", "strong_batch", "weak_batch",
            "unlabelled_batch", "mean_teacher", "use_encoder")
 
 
@@ -44,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                     "directory or an events TSV (docs/sed.md)")
     a("--out", required=True, help="output and run folder (resumed when it holds a run of the same settings)")
     a("--recipe", choices=RECIPES, default="default", help="training recipe (default: default)")
-    a("--protocol", choices=PROTOCOLS, default="default",
-      help="official: validate on the test set where the official code does (AudioSet-strong); default: never")
+    a("--protocol", choices=PROTOCOLS, default="hear",
+      help="official: the official splits of the source, validation on the test set where the official code does "
+           "it (AudioSet-strong), the padding of short test clips scored; hear (default): a validation split apart "
+           "from the test set, padding trimmed")
+    a("--fold", type=int, default=0, help="k-fold HEAR event tasks: the test fold (default 0)")
     a("--learning_rate", type=float, default=None, help="peak LR (recipe's by default)")
     a("--max_epochs", type=int, default=None)
     a("--warmup_epochs", type=int, default=None)

@@ -25,21 +25,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from atst.audio_io import SAMPLE_RATE, read_audio
+from atst.audio_io import SAMPLE_RATE
 from atst.training.interrupt import loader_worker_init
 
 from ..datasets.audio_cache import AudioCache
 from ..datasets.strong import Event, StrongClip, encode_events
+from ..datasets.strong_audio import read_strong_clip
 from ..finetune.data import TrainPosition, eval_sampler
 
 WINDOW_SECONDS = 10.0
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
 WINDOW_FRAMES = 250  # 40 ms label frames per window
 ROLES = ("strong", "weak", "unlabelled")
-
-
-def read_clip(clip: StrongClip, cache: Optional[AudioCache]) -> Tensor:
-    return cache.read(clip.path, clip.key) if cache is not None else read_audio(clip.path, clip.key)
 
 
 def crop_window(audio: Tensor, start: int) -> Tensor:
@@ -79,7 +76,7 @@ class WindowDataset(Dataset):
                                "strong": torch.zeros(WINDOW_FRAMES, self.num_classes),
                                "weak": torch.zeros(self.num_classes)}
         try:
-            audio = read_clip(clip, self.cache)
+            audio = read_strong_clip(clip, self.cache)
         except ValueError as error:
             out["error"] = str(error)
             return out
@@ -193,7 +190,7 @@ class RecordingDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip = self.clips[index]
         try:
-            audio = read_clip(clip, self.cache)
+            audio = read_strong_clip(clip, self.cache)
             return {"audio": audio, "index": index, "key": clip.key, "error": None}
         except ValueError as error:
             return {"audio": None, "index": index, "key": clip.key, "error": str(error)}

@@ -24,7 +24,7 @@ from atst.training.optim import layer_decay_groups
 from .model import SedModel
 
 RECIPES = ("desed-official", "as-strong-official", "default")
-PROTOCOLS = ("default", "official")
+PROTOCOLS = ("hear", "official")  # as the strong-label sources and the other downstream commands
 MOMENTUM = 0.9
 GRAD_CLIP = 3.0
 AS_STRONG_LAYER_DECAY = 0.75

@@ -45,7 +45,7 @@ from .report import KIND, sed_results
 
 Log = Callable[[str], None]
 EXIT_OK, EXIT_SKIPPED = 0, 1
-STRUCTURAL = ("kind", "ckpt", "task", "protocol", "name", "scope", "learning_rate", "max_epochs", "warmup_epochs",
+STRUCTURAL = ("kind", "ckpt", "task", "protocol", "fold", "name", "scope", "learning_rate", "max_epochs", "warmup_epochs",
               "strong_batch", "weak_batch", "unlabelled_batch", "layer_decay", "mean_teacher", "world_size",
               "accumulate_grad_batches", "seed", "classes")
 
@@ -58,7 +58,7 @@ class SedConfig:
     task: Union[str, StrongTask]
     out: str
     recipe: str = "default"
-    protocol: str = "default"
+    protocol: str = "hear"
     learning_rate: Optional[float] = None
     max_epochs: Optional[int] = None
     warmup_epochs: Optional[int] = None
@@ -67,6 +67,7 @@ class SedConfig:
     unlabelled_batch: Optional[int] = None
     mean_teacher: bool = False
     use_encoder: str = "teacher"
+    fold: int = 0  # k-fold HEAR event tasks: the test fold
 
 
 @dataclass
@@ -81,13 +82,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_task(task: Union[str, StrongTask], protocol: str) -> StrongTask:
-    """A `StrongTask` as given, or read from its spec by the registry of strong-label sources."""
+def load_task(task: Union[str, StrongTask], protocol: str, fold: int = 0) -> StrongTask:
+    """A `StrongTask` as given, or read from its spec by the strong-label sources (`load_strong_task`)."""
     if isinstance(task, StrongTask):
         return task
-    from ..datasets.resolve import load_strong_task
+    from ..datasets import load_strong_task
 
-    return load_strong_task(task, protocol)
+    return load_strong_task(task, protocol, fold)
 
 
 def eval_splits(task: StrongTask, protocol: str) -> tuple[dict[str, tuple[StrongClip, ...]], bool]:
@@ -106,33 +107,23 @@ def eval_splits(task: StrongTask, protocol: str) -> tuple[dict[str, tuple[Strong
 def hyper_parameters(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe: SedRecipe,
                      run: RunConfig, steps: int, schedule: FinetuneSchedule) -> dict:
     return {"kind": "sed", "ckpt": loaded.path, "task": config.task if isinstance(config.task, str) else task.name,
-            "protocol": config.protocol, **recipe.to_dict(), **run.as_flags(), "world_size": run.world_size,
+            "protocol": config.protocol, "fold": config.fold, **recipe.to_dict(), **run.as_flags(), "world_size": run.world_size,
             "classes": list(task.labels.names), "steps_per_epoch": steps, "total_steps": schedule.total_steps,
             "train_clips": {name: len(task.split(name)) for name in ("train_strong", "train_weak",
                                                                      "train_unlabelled")},
             "frame_seconds": TOKEN_SECONDS}
 
 
-def recording_seconds(clip: StrongClip) -> float:
-    """The duration of a recording the source did not state, from its file header."""
-    from atst.batch_embed import probe_samples
-
-    return probe_samples(Path(clip.path)) / 16000.0
-
-
 def labelled(clips: list[StrongClip], scores: dict[int, torch.Tensor], names: list[str]
              ) -> tuple[dict[str, torch.Tensor], dict[str, list[tuple]], dict[str, float]]:
     """{key: scores `[T, C]`}, {key: [(onset, offset, label name)]}, {key: seconds} of the strongly labelled
-    recordings among `clips` that were scored."""
-    out_scores, truth, durations = {}, {}, {}
-    for index, matrix in scores.items():
-        clip = clips[index]
-        if clip.events is None:
-            continue
-        out_scores[clip.key] = matrix
-        truth[clip.key] = [(e.onset, e.offset, names[e.label]) for e in clip.events]
-        durations[clip.key] = clip.duration if clip.duration else recording_seconds(clip)
-    return out_scores, truth, durations
+    recordings among `clips` that were scored (`evaluate.ground_truth_from_clips`)."""
+    from .evaluate import ground_truth_from_clips
+
+    scored = [clips[index] for index in sorted(scores)]
+    truth, durations = ground_truth_from_clips(scored, names)
+    by_key = {clips[index].key: matrix for index, matrix in scores.items()}
+    return {key: by_key[key] for key in truth}, truth, durations
 
 
 def evaluate_test(scores: dict[str, torch.Tensor], truth: dict, durations: dict, names: list[str],
@@ -163,7 +154,7 @@ def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Lo
     if loaded.family != "frame":
         raise ValueError(f"{config.ckpt} is an ATST-{loaded.family.capitalize()} checkpoint; sound event detection "
                          f"reads ATST-Frame tokens (pass an ATST-Frame checkpoint)")
-    task = load_task(config.task, config.protocol)
+    task = load_task(config.task, config.protocol, config.fold)
     splits, on_test = eval_splits(task, config.protocol)
     data = SedData(splits, task.labels.num_labels, recipe, replace(run, save_path=out), cache=resolve_cache(DEFAULT))
     steps = data.steps_per_epoch
