@@ -26,12 +26,13 @@ from __future__ import annotations
 import argparse
 
 from atst.checkpoint import BRANCHES
+from atst.flags import parse_bool
 from atst.training.config import add_run_arguments, run_config_from_args
 
 from ..results import report_skipped
 
 HELP = "train a sound event detector (DESED / AudioSet-strong official recipes or own data), PSDS on the test split"
-OPTIONS = ("recipe", "protocol", "fold", "learning_rate", "max_epochs", "warmup_epochs", "strong_batch", "weak_batch",
+OPTIONS = ("recipe", "protocol", "fold", "psds_eval", "learning_rate", "max_epochs", "warmup_epochs", "strong_batch", "weak_batch",
            "unlabelled_batch", "mean_teacher", "use_encoder")
 
 
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--unlabelled_batch", type=int, default=None, help="unlabelled clips per batch (with --mean_teacher)")
     a("--mean_teacher", action="store_true",
       help="mean-teacher consistency on every clip, unlabelled ones included (EMA 0.999, weight 2 x ramp-up)")
+    a("--psds_eval", type=parse_bool, default=True,
+      help="also PSDS from psds_eval's 50 operating points on the test split (the published ATST numbers; slow on "
+           "large test sets); the threshold-independent sed_scores_eval PSDS is always computed (default: true)")
     a("--use_encoder", choices=BRANCHES, default="teacher", help="checkpoint branch")
     add_run_arguments(parser, exclude=("save_path", "max_steps"))
     parser.set_defaults(grad_clip=GRAD_CLIP, keep_every_steps=0)

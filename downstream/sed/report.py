@@ -11,7 +11,7 @@ from ..datasets.strong import StrongTask
 from .recipe import SedRecipe
 
 KIND = "sound event detection"
-HEADLINE_PREFERENCE = ("psds1",)
+HEADLINE_PREFERENCE = ("psds1.psds_eval", "psds1")
 
 
 def numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -29,10 +29,11 @@ def numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def headline(flat: Mapping[str, float]) -> str:
-    """The first PSDS1 number of `flat` (else its first number)."""
-    for key in flat:
-        if any(word in key.lower() for word in HEADLINE_PREFERENCE):
-            return key
+    """psds_eval's PSDS1 when present (the published ATST numbers), else the first PSDS1, else the first number."""
+    for word in HEADLINE_PREFERENCE:
+        for key in flat:
+            if key.lower().startswith(word):
+                return key
     if not flat:
         raise ValueError("the evaluation returned no number")
     return next(iter(flat))
@@ -63,11 +64,12 @@ def settings_text(recipe: SedRecipe, hp: Mapping[str, Any], protocol: str) -> di
 
 def sed_results(task: StrongTask, hp: dict, recipe: SedRecipe, protocol: str, on_test: bool,
                 history: Sequence[dict], chosen: dict, rule: str, medians: list[int], test: Mapping[str, Any],
-                skipped: Mapping[str, str], checkpoint: dict, sizes: dict, wall_time: float,
+                valid: Mapping[str, Any], skipped: Mapping[str, str], checkpoint: dict, sizes: dict, wall_time: float,
                 notes: Optional[list[str]] = None) -> dict:
-    """results.json of a `sed` run."""
+    """results.json of a `sed` run; `valid`: the selected model's numbers on validation (threshold-independent)."""
     flat = numbers(test["per_class_median"])
     metric = headline(flat)
+    valid_numbers = numbers(valid)
     notes = list(notes or [])
     if on_test:
         notes.append("--protocol official on this task validates on the TEST set (the official AudioSet-strong "
@@ -76,7 +78,7 @@ def sed_results(task: StrongTask, hp: dict, recipe: SedRecipe, protocol: str, on
                  "gives the official 7 frames for every class.")
     return {
         "kind": KIND, "task": task.name, "metric": metric,
-        "valid": {metric: None, "neg_bce": chosen["valid"]}, "test": flat,
+        "valid": {metric: valid_numbers.get(metric), **valid_numbers, "neg_bce": chosen["valid"]}, "test": flat,
         "test_median_7": numbers(test["median_7"]), "evaluation": test["per_class_median"].get("protocol"),
         "validated_on_test": on_test,
         "selected": {"epoch": chosen["epoch"], "step": chosen["step"], "rule": rule},

@@ -68,6 +68,7 @@ class SedConfig:
     mean_teacher: bool = False
     use_encoder: str = "teacher"
     fold: int = 0  # k-fold HEAR event tasks: the test fold
+    psds_eval: bool = True  # also the 50-operating-point PSDS of psds_eval (slow) on the test split
 
 
 @dataclass
@@ -127,15 +128,30 @@ def labelled(clips: list[StrongClip], scores: dict[int, torch.Tensor], names: li
 
 
 def evaluate_test(scores: dict[str, torch.Tensor], truth: dict, durations: dict, names: list[str],
-                  medians: list[int], trim_padding: bool = True) -> dict:
-    """`evaluate_sed` with the chosen per-class median filters, and with the official 7 frames for every class."""
+                  medians: list[int], trim_padding: bool = True, psds_eval: bool = True) -> dict:
+    """`evaluate_sed` with the chosen per-class median filters (with psds_eval's 50-operating-point PSDS when
+    `psds_eval`), and with the official 7 frames for every class (threshold-independent PSDS and F1 only)."""
     from .evaluate import evaluate_sed
 
     arrays = {key: matrix.double().numpy() for key, matrix in scores.items()}
     return {"per_class_median": evaluate_sed(arrays, truth, durations, names, median=medians,
-                                             frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding),
+                                             frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding,
+                                             include_psds_eval=psds_eval),
             "median_7": evaluate_sed(arrays, truth, durations, names, median=OFFICIAL_MEDIAN,
-                                     frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding)}
+                                     frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding,
+                                     include_psds_eval=False)}
+
+
+def evaluate_valid(scores: dict[str, torch.Tensor], truth: dict, durations: dict, names: list[str],
+                   medians: list[int]) -> dict:
+    """The selected model on validation with its median filters (threshold-independent PSDS and F1 only); empty
+    when the validation split has no strongly labelled event."""
+    from .evaluate import evaluate_sed
+
+    if not any(truth.values()):
+        return {}
+    return evaluate_sed({key: matrix.double().numpy() for key, matrix in scores.items()}, truth, durations, names,
+                        median=medians, frame_seconds=TOKEN_SECONDS, include_psds_eval=False)
 
 
 def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Log] = _log) -> SedOutcome:
@@ -230,13 +246,15 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
     medians = choose_median_filters(v_scores, v_truth, v_durations, names) if v_truth else \
         [OFFICIAL_MEDIAN] * len(names)
     t_scores, t_truth, t_durations = labelled(list(splits["test"]), test_scores, names)
-    test = evaluate_test(t_scores, t_truth, t_durations, names, medians, trim)
+    test = evaluate_test(t_scores, t_truth, t_durations, names, medians, trim, config.psds_eval)
+    valid = evaluate_valid(v_scores, v_truth, v_durations, names, medians)
     files.info["median_filters"] = medians
     files.write_final(model, {"selected": selected(chosen, rule), "valid": chosen["valid"], "test": test})
     for logger in trainer.loggers:
         logger.save()
     plot_curves(out / "csv_logs", out / "curves.png")
     results = sed_results(task, hp, recipe, config.protocol, on_test, module.history, chosen, rule, medians, test,
+                          valid,
                           skipped, {"path": loaded.path, "sha256": files.info["source_checkpoint"]["sha256"]},
                           {name: len(splits[name]) for name in ("valid", "test")}, time.perf_counter() - start)
     write_results(out, results)
