@@ -36,8 +36,10 @@ MEAN_TEACHER_RAMP_FRACTION = 0.5  # the consistency weight ramps up over the fir
 
 
 def bce(probabilities: Tensor, targets: Tensor) -> Tensor:
-    """`torch.nn.BCELoss` on probabilities (the official loss), in float32."""
-    return F.binary_cross_entropy(probabilities.float().clamp(0.0, 1.0), targets.float())
+    """`torch.nn.BCELoss` on probabilities (the official loss), in float32 with autocast off (CUDA autocast refuses
+    BCE on probabilities under bf16 / fp16)."""
+    with torch.autocast(device_type=probabilities.device.type, enabled=False):
+        return F.binary_cross_entropy(probabilities.float().clamp(0.0, 1.0), targets.float())
 
 
 def sigmoid_rampup(step: int, ramp_steps: int) -> float:
