@@ -99,3 +99,6 @@ def test_usage_errors(trained, recordings, fixtures, tmp_path, capsys):
     assert main(["detect", "--model", str(trained), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "b")]) == 2
     assert "missing.wav" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["predict", "--model", str(trained), str(recordings / "long.wav"), "--out",
+                 str(tmp_path / "p.csv")]) == 2  # predict labels clips; it points to detect
+    assert "atst-downstream detect" in capsys.readouterr().err
