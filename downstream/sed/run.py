@@ -255,7 +255,8 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
     plot_curves(out / "csv_logs", out / "curves.png")
     results = sed_results(task, hp, recipe, config.protocol, on_test, module.history, chosen, rule, medians, test,
                           valid,
-                          skipped, {"path": loaded.path, "sha256": files.info["source_checkpoint"]["sha256"]},
+                          skipped, {"path": loaded.path, "sha256": files.info["source_checkpoint"]["sha256"],
+                           "family": "ATST-Frame", "branch": loaded.branch},
                           {name: len(splits[name]) for name in ("valid", "test")}, time.perf_counter() - start)
     write_results(out, results)
     if log:
