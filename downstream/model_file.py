@@ -142,8 +142,9 @@ def read_model_file(path: PathLike) -> DownstreamModel:
                               f"1..{MODEL_FORMAT_VERSION}); upgrade hear-atst")
     info = raw.get("downstream")
     if isinstance(info, dict) and info.get("kind") == "sed":
-        raise CheckpointError(f"{path} is a sound event detection model (`atst-downstream sed`): find its events "
-                              f"in recordings with `atst-downstream detect --model {path.parent}`")
+        raise CheckpointError(f"{path} is a 'sed' model; predict labels clips with the models linear and finetune "
+                              f"runs write (find this model's events with `atst-downstream detect --model "
+                              f"{path.parent}`)")
     if not isinstance(info, dict) or not isinstance(info.get("labels"), list) or "readout" not in info:
         raise CheckpointError(f"{path}: the 'downstream' entry must be a dict with 'labels' and 'readout'")
     _check_description(path, info)
