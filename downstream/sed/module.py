@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -63,12 +63,15 @@ def recording_targets(clip: StrongClip, frames: int, num_classes: int) -> tuple[
 
 @torch.no_grad()
 def score_recordings(model: SedModel, loader: Any, device: torch.device, precision: str,
-                     on_skipped: Optional[Any] = None, trim: bool = True) -> dict[int, Tensor]:
+                     on_skipped: Optional[Any] = None, trim: bool = True,
+                     reduce: Optional[Callable[[int, Tensor], Any]] = None) -> dict[int, Any]:
     """Strong probabilities `[T, C]` of every recording of this rank's share (`data.recording_loader`), gathered
-    from every rank: {clip index: scores}. A collective call under DDP; the model is left in the mode it had."""
+    from every rank: {clip index: scores}, or {clip index: reduce(index, scores)} when `reduce` is given (each
+    rank reduces its own recordings, so only the reductions travel). A collective call under DDP; the model is left
+    in the mode it had."""
     was_training = model.training
     model.eval()
-    mine: dict[int, Tensor] = {}
+    mine: dict[int, Any] = {}
     try:
         for items in loader:
             bad = [(item["key"], item["error"]) for item in items if item["audio"] is None]
@@ -79,30 +82,34 @@ def score_recordings(model: SedModel, loader: Any, device: torch.device, precisi
                 continue
             with autocast(precision, device):
                 scores = model.recording_scores([item["audio"] for item in good], trim)
-            mine.update({item["index"]: score for item, score in zip(good, scores)})
+            mine.update({item["index"]: reduce(item["index"], score) if reduce is not None else score
+                         for item, score in zip(good, scores)})
     finally:
         model.train(was_training)
-    merged: dict[int, Tensor] = {}
+    merged: dict[int, Any] = {}
     for part in gather_objects(mine):
         merged.update(part)
     return merged
 
 
-def validation_scores(scores: dict[int, Tensor], clips: list[StrongClip], num_classes: int) -> Scores:
-    """Minus the mean BCE over the validation recordings with labels (`Scores.metric`), the BCE itself (`loss`).
-    A weakly labelled recording is scored by its strongest frame per class (the scores `[T, C]` hold no weak head
-    output)."""
-    losses = []
-    for index, probabilities in sorted(scores.items()):
-        frames, weak = recording_targets(clips[index], probabilities.shape[0], num_classes)
-        if frames is not None:
-            losses.append(float(bce(probabilities, frames)))
-        elif weak is not None:
-            losses.append(float(bce(probabilities.max(dim=0).values, weak)))
-    if not losses:
+def recording_loss(clip: StrongClip, probabilities: Tensor, num_classes: int) -> Optional[float]:
+    """The BCE of one validation recording: its frames when strongly labelled, its strongest frame per class
+    against its clip labels when weakly labelled (the scores `[T, C]` hold no weak head output), else None."""
+    frames, weak = recording_targets(clip, probabilities.shape[0], num_classes)
+    if frames is not None:
+        return float(bce(probabilities, frames))
+    if weak is not None:
+        return float(bce(probabilities.max(dim=0).values, weak))
+    return None
+
+
+def validation_scores(losses: dict[int, Optional[float]]) -> Scores:
+    """Minus the mean BCE over the validation recordings with labels (`Scores.metric`), the BCE itself (`loss`)."""
+    values = [value for _, value in sorted(losses.items()) if value is not None]
+    if not values:
         return Scores(math.nan, math.nan, 0)
-    loss = float(np.mean(losses))
-    return Scores(-loss, loss, len(losses))
+    loss = float(np.mean(values))
+    return Scores(-loss, loss, len(values))
 
 
 class SedModule(FinetuneModule):
@@ -175,17 +182,21 @@ class SedModule(FinetuneModule):
             ema_update(self.teacher, self.model, self.recipe.mean_teacher_ema)
         super().on_train_batch_end(outputs, batch, batch_idx)
 
-    def split_scores(self, split: str, trim: bool = True) -> dict[int, Tensor]:
+    def split_scores(self, split: str, trim: bool = True,
+                     reduce: Optional[Callable[[int, Tensor], Any]] = None) -> dict[int, Any]:
         """{clip index: strong scores `[T, C]`} of every recording of `split` ("valid" or "test"); `trim` False
-        keeps the scores of the padding (`SedModel.recording_scores`)."""
+        keeps the scores of the padding (`SedModel.recording_scores`); `reduce`: see `score_recordings`."""
         loader = self.trainer.datamodule.eval_loader(split)
-        return score_recordings(self.model, loader, self.device, self.trainer.precision, self.skipped.note, trim)
+        return score_recordings(self.model, loader, self.device, self.trainer.precision, self.skipped.note, trim,
+                                reduce)
 
     def evaluate_split(self, split: str) -> Scores:
-        scores = self.split_scores(split)
+        """The validation score of `split`: each rank turns its recordings into losses, only those are gathered."""
         clips = self.trainer.datamodule.split_clips(split)
-        return validation_scores(scores, clips, self.model.num_classes)
+        classes = self.model.num_classes
+        return validation_scores(self.split_scores(split, reduce=lambda index, scores: recording_loss(
+            clips[index], scores, classes)))
 
 
-__all__ = ["METRIC", "SedModule", "bce", "recording_targets", "score_recordings", "sigmoid_rampup",
-           "validation_scores"]
+__all__ = ["METRIC", "SedModule", "bce", "recording_loss", "recording_targets", "score_recordings",
+           "sigmoid_rampup", "validation_scores"]
