@@ -102,6 +102,26 @@ def test_windows_are_10s_padded_or_cropped_with_their_labels_shifted(tmp_path):
     assert batch["role"].tolist() == [0, 1] and batch["skipped"] == [("short.wav", "broken")]
 
 
+def test_a_desed_miniature_batch_is_its_strong_windows_then_its_weak_clips(tmp_path):
+    from atst.synthetic.sed_layouts import make_desed
+    from downstream.datasets import load_strong_task
+    from downstream.sed.datamodule import SedData
+
+    task = load_strong_task(f"desed={make_desed(tmp_path / 'desed')}", "hear")
+    recipe = resolve_recipe("desed-official", strong_batch=2, weak_batch=3)
+    data = SedData(task.splits, task.labels.num_labels, recipe,
+                   default_run_config(str(tmp_path / "run"), num_workers=0, accelerator="cpu"), cache=None)
+    assert data.steps_per_epoch == len(task.split("train_weak")) // 3
+    batch = next(iter(data.train_dataloader()))
+    assert batch["role"].tolist() == [0, 0, 1, 1, 1] and batch["audio"].shape == (5, 160000)
+    strong = {clip.key: clip for clip in task.split("train_strong")}
+    weak = {clip.key: clip for clip in task.split("train_weak")}
+    assert all(key in strong for key in batch["keys"][:2]) and all(key in weak for key in batch["keys"][2:])
+    assert batch["strong"][:2].sum() > 0 and batch["strong"][2:].sum() == 0  # weak clips have no frame labels
+    for row, key in enumerate(batch["keys"][2:], start=2):
+        assert batch["weak"][row].nonzero().flatten().tolist() == sorted(weak[key].weak)
+
+
 # ------------------------------------------------------------------------------------------ heads, model, recipes
 
 def test_heads_shapes_init_and_the_weak_softmax_runs_across_classes():
