@@ -4,6 +4,8 @@
     atst-downstream linear --ckpt CKPT --task TASK --out DIR  # linear evaluation (official protocol or hear)
     atst-downstream finetune --ckpt CKPT --task TASK --out DIR
     atst-downstream predict --model DIR AUDIO... --out FILE.csv
+    atst-downstream sed --ckpt CKPT --task TASK --out DIR     # sound event detection training
+    atst-downstream detect --model DIR AUDIO... --out DIR     # events in recordings of any length
 
 TASK: NAME=PATH for a registered dataset in its native layout, a HEAR task directory, a CSV/TSV manifest
 (path,label[,split][,fold]) or a folder with one sub-folder per class.
@@ -25,6 +27,8 @@ COMMANDS = {
     "finetune": "finetune",
     "pack": "pack",
     "predict": "predict",
+    "sed": "sed",
+    "detect": "detect",
 }
 
 

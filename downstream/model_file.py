@@ -141,6 +141,10 @@ def read_model_file(path: PathLike) -> DownstreamModel:
         raise CheckpointError(f"{path}: model file format_version {version!r} is not supported (this version reads "
                               f"1..{MODEL_FORMAT_VERSION}); upgrade hear-atst")
     info = raw.get("downstream")
+    if isinstance(info, dict) and info.get("kind") == "sed":
+        raise CheckpointError(f"{path} is a 'sed' model; predict labels clips with the models linear and finetune "
+                              f"runs write (find this model's events with `atst-downstream detect --model "
+                              f"{path.parent}`)")
     if not isinstance(info, dict) or not isinstance(info.get("labels"), list) or "readout" not in info:
         raise CheckpointError(f"{path}: the 'downstream' entry must be a dict with 'labels' and 'readout'")
     _check_description(path, info)

@@ -396,3 +396,10 @@ def loopback():
     server = LoopbackServer()
     yield server
     server.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for MASTER_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -160,3 +160,17 @@ def test_report_adds_the_downstream_runs(tmp_path):
     assert (linear["pretrained"], linear["random_init"], linear["winner"]) == ("0.800 ± 0.050", "0.600 ± 0.050",
                                                                                "pretrained")
     assert rows["synth_scene (atst-downstream finetune)"]["winner"] == "random_init"
+
+
+def test_report_adds_the_sed_rows(tmp_path):
+    from atst.demo.report import result_rows
+
+    for model, (psds1, f1) in {"pretrained": (0.61, 0.5), "random_init": (0.42, 0.55)}.items():
+        folder = tmp_path / "sed" / model
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"task": "synth_events", "metric": "psds1.sed_scores_eval",
+                                                         "test": {"psds1.sed_scores_eval": psds1,
+                                                                  "event_f1_200ms.macro": f1}}))
+    rows = [r for r in result_rows(tmp_path) if r["task"] == "synth_events (atst-downstream sed)"]
+    assert [(r["metric"], r["pretrained"], r["random_init"], r["winner"]) for r in rows] == [
+        ("PSDS1", "0.610", "0.420", "pretrained"), ("event F1 (200 ms)", "0.500", "0.550", "random_init")]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +17,7 @@ import torch
 from atst import describe_checkpoint, load_checkpoint
 from atst.training.optim import set_learning_rate
 from atst.synthetic import make_tasks
-from conftest import REPO, kill_after_checkpoint, subprocess_env
+from conftest import REPO, free_port, kill_after_checkpoint, subprocess_env
 from downstream.cli import main
 from downstream.datasets import load_task
 from downstream.finetune.augment import MixupSpecLabel, RandomResizeCrop, mix
@@ -381,12 +380,6 @@ def test_usage_errors_name_the_flag_and_create_nothing(tiny_frame_ckpt, tasks, t
 
 # ------------------------------------------------------------------------------------------ DDP, kill, resume
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_two_processes_sigkill_then_resume_and_the_model_file_loads(tiny_frame_ckpt, tasks, tmp_path):
     out = tmp_path / "ddp"
@@ -394,14 +387,14 @@ def test_ddp_two_processes_sigkill_then_resume_and_the_model_file_loads(tiny_fra
                str(tasks["synth_timbre"]), "--fold", "0", "--out", str(out), "--protocol", "hear", "--nproc", "2",
                "--accelerator", "cpu", "--batch_size_per_gpu", "1", "--max_epochs", "4", "--warmup_epochs", "1",
                "--num_workers", "1", "--ckpt_every_steps", "2", "--progress", "false", "--progress_every", "1"]
-    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
                          ATST_AUDIO_CACHE="off")
     env.pop("LOCAL_RANK", None)
     last = out / "fold00" / "last.ckpt"
     # 6 train clips / 2 ranks: 3 steps per epoch
     killed_at = kill_after_checkpoint(command, env, last, 4, timeout=600)
     assert 4 <= killed_at < 12
-    env["MASTER_PORT"] = str(_free_port())
+    env["MASTER_PORT"] = str(free_port())
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -21,19 +20,13 @@ import torch
 
 import hear_atst
 from atst.synthetic import harmonic_tone
-from conftest import kill_after_checkpoint
+from conftest import free_port, kill_after_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 900
 STOP_TIMEOUT = 300  # from a stop signal to the end of the run (generous: one step, a save, the curves)
 COLLAPSE_STD = 0.01
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def env() -> dict:

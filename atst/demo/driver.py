@@ -214,6 +214,16 @@ class Demo:
                                     s.finetune_batch, "--learning_rate", s.finetune_learning_rate, "--accelerator",
                                     "cpu", "--num_workers", 0, "--progress", "false"], log_name=f"finetune_{model}")
 
+    def stage_sed(self) -> None:
+        need_module("downstream", "sound event detection")
+        s = self.settings
+        for model in MODELS:
+            self.run("sed", [PY, "-m", "downstream", "sed", "--ckpt", self.existing_checkpoint(model), "--task",
+                             self.task_dir(s.sed_task), "--out", self.out / "sed" / model, "--recipe", "default",
+                             "--max_epochs", s.sed_epochs, "--warmup_epochs", 1, "--strong_batch", s.sed_batch,
+                             "--learning_rate", s.sed_learning_rate, "--psds_eval", "false", "--accelerator", "cpu",
+                             "--num_workers", 0, "--progress", "false"], log_name=f"sed_{model}")
+
     def task_dir(self, name: str) -> Path:
         """The generated task `name` (e.g. `synth_timbre`) under OUT/tasks."""
         found = sorted(self.need(self.tasks, "tasks").glob(f"{name}-*"))

@@ -90,6 +90,18 @@ def downstream_score(results_path: Path) -> Optional[tuple]:
     if "test_std" in results:
         cell += f" ± {results['test_std']:.3f}"
     return results["task"], metric, cell
+SED_ROWS = (("psds1.sed_scores_eval", "PSDS1"), ("event_f1_200ms.macro", "event F1 (200 ms)"))
+
+
+def sed_scores(results_path: Path) -> Optional[tuple]:
+    """(task, {results key: "0.873"}) from an atst-downstream sed results.json, or None."""
+    if not results_path.is_file():
+        return None
+    results = json.loads(results_path.read_text())
+    test = results["test"]
+    return results["task"], {key: f"{test[key]:.3f}" for key, _ in SED_ROWS if test.get(key) is not None}
+
+
 WINNER_LABELS = {"pretrained": "pre-trained", "random_init": "random-init", "tie": "tie"}
 
 
@@ -114,6 +126,11 @@ def result_rows(out: Path) -> List[dict]:
         if task:
             rows.append({"task": f"{task} ({label})", "metric": next(c[1] for c in cells.values() if c),
                          **{m: cells[m][2] if cells[m] else "—" for m in MODELS}})
+    sed = {m: sed_scores(out / "sed" / m / "results.json") for m in MODELS}
+    task = next((c[0] for c in sed.values() if c), None)
+    for key, label in SED_ROWS if task else ():
+        rows.append({"task": f"{task} (atst-downstream sed)", "metric": label,
+                     **{m: sed[m][1].get(key, "—") if sed[m] else "—" for m in MODELS}})
     for row in rows:
         row["winner"] = winner(row["metric"], row["pretrained"], row["random_init"])
     return rows

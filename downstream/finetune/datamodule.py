@@ -32,7 +32,26 @@ def train_augment(recipe: Recipe) -> Optional[TrainAugment]:
     return TrainAugment(mixup, RandomResizeCrop() if recipe.rrc else None)
 
 
-class FinetuneData(pl.LightningDataModule):
+class PositionedData(pl.LightningDataModule):
+    """A data module whose training loader starts where the run stands: `steps_per_epoch`, `batches_per_epoch` and
+    `run` are set by the subclass."""
+
+    steps_per_epoch: int
+    batches_per_epoch: int
+    run: RunConfig
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def position(self) -> TrainPosition:
+        """The run's epoch and batches of it done, read from the optimizer step when the loader starts."""
+        trainer = self.trainer
+        return TrainPosition(lambda: trainer.global_step if trainer is not None else 0, self.steps_per_epoch,
+                             self.batches_per_epoch, self.run.accumulate_grad_batches)
+
+
+class FinetuneData(PositionedData):
     """Loaders of `splits` (see the module docstring); `cache`: the audio cache (None: decode every time)."""
 
     def __init__(self, splits: FoldSplits, labels: LabelSpace, mels: ClipMels, recipe: Recipe, run: RunConfig,
@@ -46,10 +65,6 @@ class FinetuneData(pl.LightningDataModule):
         self.batches_per_epoch = batches_per_epoch(train, run.world_size, recipe.batch_size_per_gpu)
         self._eval: dict[str, DataLoader] = {}
 
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         recipe = self.recipe
@@ -57,10 +72,8 @@ class FinetuneData(pl.LightningDataModule):
                                  augment=train_augment(recipe), cache=self.cache)
         weights = (balanced_weights([clip.target for clip in self.splits.train], self.labels.num_labels)
                    if recipe.balanced_sampling else None)
-        trainer = self.trainer
-        position = TrainPosition(lambda: trainer.global_step if trainer is not None else 0, self.steps_per_epoch,
-                                 self.batches_per_epoch, self.run.accumulate_grad_batches)
-        sampler = EpochSampler(len(dataset), recipe.batch_size_per_gpu, rank, world, self.run.seed, weights, position)
+        sampler = EpochSampler(len(dataset), recipe.batch_size_per_gpu, rank, world, self.run.seed, weights,
+                               self.position())
         return make_loader(dataset, sampler, recipe.batch_size_per_gpu, self.run.num_workers, rank,
                            self.run.accelerator == "gpu", persistent=True)
 
@@ -78,4 +91,4 @@ class FinetuneData(pl.LightningDataModule):
         return self._eval[split]
 
 
-__all__ = ["EVAL_SPLITS", "FinetuneData", "train_augment"]
+__all__ = ["EVAL_SPLITS", "FinetuneData", "PositionedData", "train_augment"]

@@ -176,6 +176,30 @@ class FinetuneModule(pl.LightningModule):
                        f"valid {self.metric} {scores.metric:.4f} ({scores.clips} clips)"
                        + (f"; best {best['valid']:.4f} at epoch {best['epoch']}" if best else ""))
 
+    def run_fit(self, trainer: "pl.Trainer", data: "pl.LightningDataModule", resume: Optional[tuple]) -> Optional[int]:
+        """`trainer.fit` from `resume` (last.ckpt, step) or afresh; the exit status when a signal stopped it
+        (resumable), else None."""
+        from atst.training.interrupt import StopOnSignal, exit_status
+
+        trainer.fit(self, datamodule=data, ckpt_path=str(resume[0]) if resume else None, weights_only=True)
+        if any(isinstance(callback, StopOnSignal) and callback.stopped_by for callback in trainer.callbacks):
+            return exit_status(trainer)
+        return None
+
+    def restore_selected(self) -> tuple[dict, str]:
+        """After the fit, on every rank: validate a pending last epoch, put the selected model's weights back (the
+        best-step file rank 0 wrote) and return its record and the rule that chose it."""
+        self.to(self.trainer.strategy.root_device)
+        self.prune_best_files()
+        self.validate_pending()
+        if self.selection == "best" and self.best is not None:
+            if is_distributed():
+                torch.distributed.barrier()  # rank 0 wrote the file
+            self.files.load(self.model, self.best["step"])
+            return self.best, "best"
+        return self.history[-1], ("last" if self.selection == "last" else
+                                  "last (no epoch had a finite validation metric)")
+
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {"history": list(self.history), "best": self.best}

@@ -25,8 +25,7 @@ from atst.frontend import FrontendConfig
 from atst.training.checkpoint_io import resume_point
 from atst.training.config import RunConfig, default_workers
 from atst.training.curves import plot_curves
-from atst.training.distributed import gather_objects, is_distributed
-from atst.training.interrupt import StopOnSignal, exit_status
+from atst.training.distributed import gather_objects
 from atst.training.launch import build_trainer, launch_rank, tensorboard_without_tensorflow
 from atst.training.run_folder import claim_save_path
 
@@ -109,8 +108,9 @@ def check_splits(task: Task, index: int, protocol: str) -> None:
             raise ValueError(f"task {task.name}, {splits.name}: the {part} split has no clips")
 
 
-def finished_results(folder: Path, hp: dict) -> Optional[dict]:
-    """The results of a finished run in `folder` with the settings of `hp`, else None; other settings: ValueError."""
+def finished_results(folder: Path, hp: dict, kind: str = KIND, structural: tuple = STRUCTURAL) -> Optional[dict]:
+    """The results of a finished run of `kind` in `folder` with the settings of `hp` (the `structural` ones
+    compared), else None; another kind of run or other settings: ValueError."""
     path = folder / "results.json"
     if not path.is_file():
         return None
@@ -119,14 +119,14 @@ def finished_results(folder: Path, hp: dict) -> Optional[dict]:
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} cannot be read ({error}); move it away to run again") from None
     previous = results.get("hyper_parameters") if isinstance(results, dict) else None
-    if not isinstance(previous, dict) or results.get("kind") != KIND:
-        kind = results.get("kind", "another") if isinstance(results, dict) else "another"
-        raise ValueError(f"{folder} holds the results of a {kind} run ({path}), not of this fine-tuning; choose "
+    if not isinstance(previous, dict) or results.get("kind") != kind:
+        found = results.get("kind", "another") if isinstance(results, dict) else "another"
+        raise ValueError(f"{folder} holds the results of a {found} run ({path}), not of this {kind}; choose "
                          f"another --out")
-    conflicts = [f"{key}: {previous.get(key)!r} there, {hp.get(key)!r} now" for key in STRUCTURAL
+    conflicts = [f"{key}: {previous.get(key)!r} there, {hp.get(key)!r} now" for key in structural
                  if previous.get(key) != hp.get(key)]
     if conflicts:
-        raise ValueError(f"{folder} holds a finished fine-tuning run with other settings ({'; '.join(conflicts)}); "
+        raise ValueError(f"{folder} holds a finished {kind} run with other settings ({'; '.join(conflicts)}); "
                          f"choose another --out")
     return results
 
@@ -297,23 +297,12 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
         f"{recipe.learning_rate:g} -> {schedule.base_lr:.4g}; {recipe.max_epochs} epochs x {steps} steps "
         f"(warm-up {recipe.warmup_epochs}); {run.accelerator} {run.precision}; run folder {folder}"
         + (f"; resuming from {resume[0]} at step {resume[1]}" if resume else ""))
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume[0]) if resume else None, weights_only=True)
-    if any(isinstance(callback, StopOnSignal) and callback.stopped_by for callback in trainer.callbacks):
-        return FinetuneOutcome(exit_status(trainer), folder)
+    stopped = module.run_fit(trainer, data, resume)
+    if stopped is not None:
+        return FinetuneOutcome(stopped, folder)
 
     # the model to report, its test, the files (every rank evaluates its share; rank 0 writes)
-    module.to(trainer.strategy.root_device)
-    module.prune_best_files()
-    module.validate_pending()
-    rule = recipe.selection
-    if rule == "best" and module.best is not None:
-        if is_distributed():
-            torch.distributed.barrier()  # rank 0 wrote the file
-        files.load(model, module.best["step"])
-        chosen = module.best
-    else:
-        chosen = module.history[-1]
-        rule = "last" if rule == "last" else "last (no epoch had a finite validation metric)"
+    chosen, rule = module.restore_selected()
     test = module.evaluate_split("test")
     skipped: dict[str, str] = {}
     for part in gather_objects(module.skipped.reasons):
