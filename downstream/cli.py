@@ -3,6 +3,7 @@
     atst-downstream datasets                                  # the registry: name, layout, classes, folds
     atst-downstream linear --ckpt CKPT --task TASK --out DIR  # linear evaluation (official protocol or hear)
     atst-downstream finetune --ckpt CKPT --task TASK --out DIR
+    atst-downstream distill --teacher FINETUNED_DIR --ckpt CKPT --task TASK --out DIR   # ATST-C2F
     atst-downstream predict --model DIR AUDIO... --out FILE.csv
 
 TASK: NAME=PATH for a registered dataset in its native layout, a HEAR task directory, a CSV/TSV manifest
@@ -23,6 +24,7 @@ COMMANDS = {
     "datasets": "datasets",
     "linear": "linear",
     "finetune": "finetune",
+    "distill": "distill",
     "pack": "pack",
     "predict": "predict",
 }
