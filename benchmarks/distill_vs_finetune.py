@@ -2,6 +2,7 @@
 
     python benchmarks/distill_vs_finetune.py                          # tiny fixtures, synth_scene `full`
     python benchmarks/distill_vs_finetune.py --size small --epochs 5 --json out.json
+    python benchmarks/distill_vs_finetune.py --steps-only --archs tiny small --batch 8 --seconds 2
 
 1. teacher: `atst-downstream finetune` of the ATST-Clip checkpoint (--clip) on the task;
 2. baseline: `atst-downstream finetune` of the ATST-Frame checkpoint (--frame), the same settings and seed;
@@ -10,7 +11,11 @@
 
 Prints each run's valid / test metric, the top-1 agreement of each student with the teacher on the test clips
 (from the model files, through `downstream.predict.Predictor`), and the training speed (median optimizer steps per
-second from the runs' CSV logs) with the ratio distill / finetune. Settings default to the demo's fine-tuning
+second from the runs' CSV logs) with the ratio distill / finetune. Whole runs on a shared machine see its load
+change between them; `--steps-only` times the two training steps alone, interleaved round by round in one process
+(random-weight checkpoints of `--archs` in the official layout, `--batch` mels of `--seconds`, official read-outs):
+finetune = student forward, loss, backward, clipping, SGD; distill = the same plus the teacher's forward (ATST-Clip
+of the same arch, no_grad) and the two-term loss. Settings default to the demo's fine-tuning
 (lr 1.0 per 256 clips, batch 16, warm-up 1 epoch); `--protocol` official (the C2F read-outs: ATST-Clip 6 s chunks
 CLS + mean, ATST-Frame 1001-frame chunks). No assertions; timings on a shared machine are noisy.
 """
@@ -51,6 +56,69 @@ def test_agreement(teacher: Path, student: Path, clips: list) -> float:
     return float((teach == learn).float().mean()) if len(waves) else float("nan")
 
 
+def step_rates(arch: str, batch: int, seconds: float, rounds: int, classes: int = 10) -> dict:
+    """Median seconds per training step of finetune and distill, the two interleaved (module docstring)."""
+    import torch
+
+    from atst import load_checkpoint
+    from atst.synthetic import write_official_checkpoint
+    from downstream.distill.loss import distillation_loss
+    from downstream.distill.teacher import FrozenTeacher
+    from downstream.finetune.evaluate import clip_loss
+    from downstream.finetune.model import FinetuneModel
+    from downstream.finetune.module import MOMENTUM, optimizer_groups
+
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = load_checkpoint(write_official_checkpoint(Path(tmp) / "f.ckpt", arch=arch))
+        clip = load_checkpoint(write_official_checkpoint(Path(tmp) / "c.ckpt", arch=arch, family="clip"))
+    torch.manual_seed(0)
+    student = FinetuneModel.from_checkpoint(frame, "official", 1, classes).train()
+    teacher = FrozenTeacher(FinetuneModel.from_checkpoint(clip, "official", 1, classes))
+    optimizer = torch.optim.SGD(optimizer_groups(student, 0.75), lr=0.01, momentum=MOMENTUM, weight_decay=0.0)
+    frames = int(seconds * 100) + 1
+    mel, lengths = torch.rand(batch, 64, frames), torch.full((batch,), frames)
+    targets = torch.nn.functional.one_hot(torch.arange(batch) % classes, classes).float()
+
+    def step(distill: bool) -> float:
+        start = time.perf_counter()
+        logits = student(mel, lengths)
+        loss = distillation_loss(logits, teacher(mel, lengths), targets, True, 0.5)[0] if distill else \
+            clip_loss(logits, targets, True)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
+        optimizer.step()
+        return time.perf_counter() - start
+
+    step(False), step(True)  # untimed warm-up
+    times: dict[str, list] = {"finetune": [], "distill": []}
+    for index in range(rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for distill in order:
+            times["distill" if distill else "finetune"].append(step(distill))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {"arch": arch, "batch": batch, "seconds": seconds, "rounds": rounds,
+            **{f"{name}_steps_per_s": 1 / value for name, value in medians.items()},
+            "ratio_distill_over_finetune": medians["finetune"] / medians["distill"]}
+
+
+def steps_main(args: argparse.Namespace) -> None:
+    import torch
+
+    print(f"training step, official read-outs, {args.batch} mels of {args.seconds:g} s, {torch.get_num_threads()} "
+          f"CPU threads, {args.rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
+    print("| arch | finetune steps/s | distill steps/s | distill / finetune |")
+    print("|---|---|---|---|")
+    rows = []
+    for arch in args.archs:
+        row = step_rates(arch, args.batch, args.seconds, args.rounds)
+        rows.append(row)
+        print(f"| {arch} | {row['finetune_steps_per_s']:.3f} | {row['distill_steps_per_s']:.3f} | "
+              f"{row['ratio_distill_over_finetune']:.2f} |")
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"settings": vars(args), "steps": rows}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", default=str(FIXTURES / "atstclip_tiny.ckpt"), help="the teacher's encoder")
@@ -66,7 +134,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--steps-only", action="store_true", help="time the two training steps only")
+    parser.add_argument("--archs", nargs="+", default=["tiny", "small"], help="--steps-only: encoder sizes")
+    parser.add_argument("--seconds", type=float, default=2.0, help="--steps-only: clip length")
+    parser.add_argument("--rounds", type=int, default=10, help="--steps-only: interleaved rounds")
     args = parser.parse_args()
+    if args.steps_only:
+        steps_main(args)
+        return
 
     from downstream.cli import main as cli
     from downstream.datasets import load_task

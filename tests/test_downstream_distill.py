@@ -106,6 +106,7 @@ def test_agreement_is_the_top1_match_rate():
     assert math.isnan(agreement(student[:0], teacher[:0]))
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # compute_loss outside a Trainer
 @pytest.mark.parametrize("bce", [True, False])
 def test_the_module_loss_feeds_both_networks_the_same_batch(fixtures, tasks, teacher, bce):
     task = load_task(str(tasks["synth_scene"]))
@@ -225,6 +226,13 @@ def test_a_run_moves_the_student_towards_the_teacher_and_writes_a_model_file(fix
         (1, stock.scene_embedding_size)
     source = load_checkpoint(fixtures / "atstframe_tiny.ckpt").encoder.state_dict()
     assert not torch.equal(embedder.encoder.state_dict()["blocks.11.mlp.fc1.weight"], source["blocks.11.mlp.fc1.weight"])
+
+    # a fine-tuned ATST-Frame model (here this distilled one) is taken as a teacher too (docs: families)
+    task = load_task(str(tasks["synth_scene"]))
+    frame_teacher = FrozenTeacher.build(read_teacher(str(tmp_path / "w1"), task))
+    mel = torch.zeros(2, 64, 101)
+    assert frame_teacher.model.encoder.config.family == "frame"
+    assert frame_teacher(mel, torch.tensor([101, 101])).shape == (2, task.labels.num_labels)
 
     # the same command: reported, not trained again; another weight in the same folder: refused
     capsys.readouterr()
