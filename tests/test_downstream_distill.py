@@ -242,6 +242,21 @@ def test_a_run_moves_the_student_towards_the_teacher_and_writes_a_model_file(fix
     assert "finished distillation run with other settings (distill_weight" in capsys.readouterr().err
 
 
+def test_a_kfold_task_distils_the_teachers_fold(fixtures, tasks, tmp_path, capsys):
+    timbre = str(tasks["synth_timbre"])
+    short = ["--max_epochs", "2", "--warmup_epochs", "1", *FAST]
+    assert main(["finetune", "--ckpt", str(fixtures / "atstclip_tiny.ckpt"), "--task", timbre, "--out",
+                 str(tmp_path / "teacher"), "--fold", "1", *short]) == 0
+    base = ["distill", "--teacher", str(tmp_path / "teacher" / "fold01"), "--ckpt", str(fixtures / "atstframe_tiny.ckpt"),
+            "--task", timbre, "--out", str(tmp_path / "student"), *short]
+    assert main([*base, "--fold", "2"]) == 2  # a teacher of fold 1 trained on fold 2's test clips
+    assert "was fine-tuned on fold01 (its training clips include fold 2's test clips)" in capsys.readouterr().err
+    assert main(base) == 0  # no --fold: the teacher's
+    results = json.loads((tmp_path / "student" / "results.json").read_text())
+    assert [fold["fold"] for fold in results["folds"]] == ["fold01"] and results["kind"] == "distillation"
+    assert results["distillation"]["teacher"]["fold"] == "fold01"
+
+
 # ------------------------------------------------------------------------------------------ defaults, errors
 
 def test_the_c2f_defaults_per_dataset():

@@ -140,6 +140,13 @@ class DistillVariant(RunVariant):
         results["protocol_notes"] = list(results["protocol_notes"]) + self.notes(results)
         return results
 
+    def finish_folds(self, results: dict, folds: list[dict]) -> dict:
+        """A k-fold task trains one fold (the teacher's): its distillation entry is the run's."""
+        results = super().finish_folds(results, folds)
+        if len(folds) == 1 and "distillation" in folds[0]:
+            results["distillation"] = folds[0]["distillation"]
+        return results
+
     def notes(self, results: dict) -> list[str]:
         notes = []
         if not self.config.teacher_train_mode:

@@ -225,8 +225,7 @@ def finished_folds(out: Path, task: Task, fresh: dict[int, dict]) -> list[dict]:
 def write_kfold(out: Path, task: Task, folds: list[dict], wall_time: float,
                 variant: Optional[RunVariant] = None) -> dict:
     """The fold mean of the finished folds: OUT/results.json, results.md, curves.png, and best.ckpt = fold 0's."""
-    results = kfold_results(task, folds, wall_time)
-    results["kind"] = (variant or RunVariant()).results_kind
+    results = (variant or RunVariant()).finish_folds(kfold_results(task, folds, wall_time), folds)
     write_results(out, results)
     plot_folds(out / "curves.png", folds, task.metric)
     first = out / "fold00" / BEST

@@ -55,5 +55,9 @@ class RunVariant:
         """results.json of a fold, completed by the variant (`test`: the selected model's test scores)."""
         return results
 
+    def finish_folds(self, results: dict, folds: list[dict]) -> dict:
+        """results.json of a k-fold task (the fold mean) completed by the variant (`folds`: each fold's)."""
+        return {**results, "kind": self.results_kind}
+
 
 __all__ = ["RunVariant"]
