@@ -3,6 +3,7 @@
     atst-downstream datasets                                  # the registry: name, layout, classes, folds
     atst-downstream linear --ckpt CKPT --task TASK --out DIR  # linear evaluation (official protocol or hear)
     atst-downstream finetune --ckpt CKPT --task TASK --out DIR
+    atst-downstream distill --teacher FINETUNED_DIR --ckpt CKPT --task TASK --out DIR   # ATST-C2F
     atst-downstream predict --model DIR AUDIO... --out FILE.csv
     atst-downstream sed --ckpt CKPT --task TASK --out DIR     # sound event detection training
     atst-downstream detect --model DIR AUDIO... --out DIR     # events in recordings of any length
@@ -25,6 +26,7 @@ COMMANDS = {
     "datasets": "datasets",
     "linear": "linear",
     "finetune": "finetune",
+    "distill": "distill",
     "pack": "pack",
     "predict": "predict",
     "sed": "sed",

@@ -6,7 +6,7 @@ file that `torch.load(..., weights_only=True)` reads (tensors, dicts, lists, str
                     "model.head.<head key>": tensor, ...},  # norm.running_mean/var/num_batches_tracked, linear.*
      "hyper_parameters": {... the source checkpoint's plain hyper-parameters, with win_length, n_mels and, for
                           ATST-Clip, train_len set to what the encoder was run with},
-     "downstream": {"kind": "linear" or "finetune", "labels": [...], "multi_label": bool, "task": str,
+     "downstream": {"kind": "linear", "finetune" or "distill", "labels": [...], "multi_label": bool, "task": str,
                     "metric": str,
                     "readout": {"protocol", "family", "branch", "n_blocks", "precision", "win_length",
                                 "clip_train_len", "version"},
@@ -14,7 +14,8 @@ file that `torch.load(..., weights_only=True)` reads (tensors, dicts, lists, str
                     "source_checkpoint": {"path", "sha256"}}}
 
 `selected`: linear `{"lr", "effective_lr", "epoch", "fold"}`; finetune `{"epoch", "step", "rule"}` (and its
-`recipe`, every training setting, and `fold`). `readout` is a `downstream.linear.ReadoutSettings`: a prediction
+`recipe`, every training setting, and `fold`); distill as finetune, plus `teacher` (path, sha256, family, its
+read-out and test metric) and `distill_weight`. `readout` is a `downstream.linear.ReadoutSettings`: a prediction
 rebuilds the read-out from it; for ATST-Clip its `clip_train_len` is the chunk (official) or window (hear) length the
 head was trained on (fine-tuning's official read-out: 6 s), which may differ from `hyper_parameters["train_len"]`.
 In a fine-tuning model file the encoder weights are the fine-tuned ones.
@@ -161,7 +162,7 @@ def _check_description(path: Path, info: Mapping[str, Any]) -> None:
     """The `downstream` fields every consumer relies on: kind, labels (strings), multi_label."""
     labels = info["labels"]
     if not isinstance(info.get("kind"), str) or not info["kind"]:
-        raise CheckpointError(f"{path}: downstream.kind must be a non-empty string (linear, finetune), got "
+        raise CheckpointError(f"{path}: downstream.kind must be a non-empty string (linear, finetune, distill), got "
                               f"{info.get('kind')!r}")
     if not labels or not all(isinstance(label, str) for label in labels):
         raise CheckpointError(f"{path}: downstream.labels must be a non-empty list of strings")

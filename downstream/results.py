@@ -3,7 +3,7 @@
 results.json holds at least `{"task", "metric", "valid": {metric: value}, "test": {metric: value}}`; a k-fold run
 has the fold mean in `test`, the sample standard deviation of the fold test metrics in `test_std` and each fold
 under `folds`. Other keys a run may add, which
-results.md shows when present: `kind`, `selected`, `grid`, `settings`, `checkpoint`, `extraction`, `skipped`,
+results.md shows when present: `kind`, `selected`, `grid`, `distillation`, `settings`, `checkpoint`, `extraction`, `skipped`,
 `wall_time_s`, `protocol_notes`, `model_file`. Non-finite numbers (a diverged learning rate) are written as null.
 """
 from __future__ import annotations
@@ -72,6 +72,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         ckpt = results["checkpoint"]
         lines += [f"Checkpoint: `{ckpt.get('path')}` (sha256 {str(ckpt.get('sha256', ''))[:16]}..., "
                   f"{ckpt.get('family')}, {ckpt.get('branch')})", ""]
+    if results.get("distillation"):
+        lines += ["## Distillation", ""] + [f"- {k}: {_number(v) if isinstance(v, float) else v}"
+                                            for k, v in results["distillation"].items()] + [""]
     if results.get("settings"):
         lines += ["## Settings", ""] + [f"- {k}: {v}" for k, v in results["settings"].items()] + [""]
     if results.get("extraction"):

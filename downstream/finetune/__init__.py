@@ -15,6 +15,7 @@
   model_files  best-step=N.ckpt while training, best.ckpt at the end (downstream.model_file format)
   report       results.json / results.md content, settings in words, protocol notes, k-fold summary
   run          one whole run: checks, folds, fit / resume, selection, test, outputs
+  variant      RunVariant: the hooks a run built on fine-tuning changes (distillation's, downstream.distill)
 """
 from typing import Any
 

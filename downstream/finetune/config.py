@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from atst.checkpoint import BRANCHES
 from atst.training.config import check_flag
 
 from ..linear.readout import PROTOCOLS
-from .defaults import MIXUP_BANK, PAPER_GLOBAL_BATCH, official_recipe
+from .defaults import MIXUP_BANK, PAPER_GLOBAL_BATCH, OfficialRecipe, official_recipe
 
 MAX_MIXUP_BANK = 1_000_000
 GRAD_CLIP = 3.0  # the official gradient_clip_val (the run flag --grad_clip's default for fine-tuning)
@@ -124,16 +124,26 @@ def default_batch_size(world_size: int, accumulate_grad_batches: int) -> int:
     return PAPER_GLOBAL_BATCH // share
 
 
+Defaults = Callable[[str, str], tuple[OfficialRecipe, Optional[str], str]]
+
+
+def finetune_defaults(task_spec: str, family: str) -> tuple[OfficialRecipe, Optional[str], str]:
+    """(official recipe, registered dataset or None, where it comes from in words) of fine-tuning."""
+    official, dataset = official_recipe(task_spec, family)
+    origin = f"the official ATST-{family.capitalize()} {dataset} script" if dataset else \
+        "the official US8K script (no official script for this task)"
+    return official, dataset, origin
+
+
 def resolve_recipe(config: FinetuneConfig, family: str, depth: int, world_size: int,
-                   accumulate_grad_batches: int) -> Recipe:
-    """The recipe of `config` for an ATST-`family` encoder of `depth` blocks on `world_size` processes."""
+                   accumulate_grad_batches: int, defaults: Defaults = finetune_defaults) -> Recipe:
+    """The recipe of `config` for an ATST-`family` encoder of `depth` blocks on `world_size` processes;
+    `defaults`: what a flag left out takes (distillation passes its own table)."""
     check_config(config)
     if config.n_last_blocks > depth:
         raise ValueError(f"--n_last_blocks {config.n_last_blocks}: the encoder has {depth} blocks; pass "
                          f"1..{depth}")
-    official, dataset = official_recipe(config.task, family)
-    origin = f"the official ATST-{family.capitalize()} {dataset} script" if dataset else \
-        "the official US8K script (no official script for this task)"
+    official, dataset, origin = defaults(config.task, family)
     sources: dict[str, str] = {}
 
     def pick(name: str, given: object, default: object) -> object:
@@ -170,5 +180,5 @@ def resolve_recipe(config: FinetuneConfig, family: str, depth: int, world_size: 
                   dataset=dataset or "", sources=sources)
 
 
-__all__ = ["BRANCHES", "GRAD_CLIP", "FinetuneConfig", "Recipe", "check_config", "default_batch_size", "resolve_recipe",
-           "selection_rule"]
+__all__ = ["BRANCHES", "Defaults", "GRAD_CLIP", "FinetuneConfig", "Recipe", "check_config", "default_batch_size",
+           "finetune_defaults", "resolve_recipe", "selection_rule"]

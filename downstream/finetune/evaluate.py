@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import numpy as np
@@ -50,6 +50,7 @@ class Scores:
     metric: float
     loss: float
     clips: int
+    extra: dict = field(default_factory=dict)  # further numbers a run records per validation (distillation's)
 
 
 def score(logits: Tensor, targets: Tensor, metric: str, bce: bool) -> Scores:
@@ -66,10 +67,11 @@ def score(logits: Tensor, targets: Tensor, metric: str, bce: bool) -> Scores:
 
 
 @torch.no_grad()
-def evaluate(model: FinetuneModel, batches: Iterable[dict], device: torch.device, precision: str, metric: str,
-             bce: bool, on_skipped: Optional[Callable[[list], None]] = None) -> Scores:
-    """Score `model` on `batches` (`data.collate_mels` batches of this rank's share); a collective call under DDP.
-    The model is left in the mode it had."""
+def collect(model: torch.nn.Module, batches: Iterable[dict], device: torch.device, precision: str,
+            on_skipped: Optional[Callable[[list], None]] = None) -> Optional[tuple[Tensor, Tensor]]:
+    """`model`'s float32 outputs `[N, ...]` and the targets of every clip of `batches` (`data.collate_mels` batches
+    of this rank's share), gathered from every rank and each clip once, in clip order; None when no rank had a
+    clip. A collective call under DDP. The model runs in eval mode and is left in the mode it had."""
     was_training = model.training
     model.eval()
     indices, logits, targets = [], [], []
@@ -89,11 +91,20 @@ def evaluate(model: FinetuneModel, batches: Iterable[dict], device: torch.device
     mine = (torch.cat(indices), torch.cat(logits), torch.cat(targets)) if indices else None
     parts = [part for part in gather_objects(mine) if part is not None]
     if not parts:
-        return Scores(math.nan, math.nan, 0)
+        return None
     index, all_logits, all_targets = (torch.cat(column) for column in zip(*parts))
     _, first = np.unique(index.numpy(), return_index=True)
     keep = torch.from_numpy(first)
-    return score(all_logits[keep], all_targets[keep], metric, bce)
+    return all_logits[keep], all_targets[keep]
 
 
-__all__ = ["Scores", "autocast", "clip_loss", "evaluate", "score"]
+def evaluate(model: FinetuneModel, batches: Iterable[dict], device: torch.device, precision: str, metric: str,
+             bce: bool, on_skipped: Optional[Callable[[list], None]] = None) -> Scores:
+    """Score `model` on `batches` (`collect`); a collective call under DDP. The model is left in the mode it had."""
+    found = collect(model, batches, device, precision, on_skipped)
+    if found is None:
+        return Scores(math.nan, math.nan, 0)
+    return score(*found, metric, bce)
+
+
+__all__ = ["Scores", "autocast", "clip_loss", "collect", "evaluate", "score"]

@@ -89,7 +89,7 @@ class FinetuneModule(pl.LightningModule):
         self.skipped.note(batch["skipped"])
         rows = 0 if batch["mel"] is None else int(batch["mel"].shape[0])
         if rows >= (1 if is_distributed() else 2):
-            loss = clip_loss(self.model(batch["mel"], batch["frames"]), batch["targets"], self.bce)
+            loss = self.compute_loss(batch)
             self._loss_sum += float(loss.detach()) * rows
             self._loss_count += rows
         else:
@@ -101,6 +101,10 @@ class FinetuneModule(pl.LightningModule):
         self._last_batch_time = now
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
         return loss
+
+    def compute_loss(self, batch: dict) -> Tensor:
+        """The training loss of a batch with clips (`data.collate_mels`): the task loss (`clip_loss`)."""
+        return clip_loss(self.model(batch["mel"], batch["frames"]), batch["targets"], self.bce)
 
     def _idle_loss(self, rows: int) -> Tensor:
         """A zero loss touching every trainable tensor, for a batch with too few decodable clips (none under DDP,
@@ -160,10 +164,12 @@ class FinetuneModule(pl.LightningModule):
         scores = self.evaluate_split("valid")
         step = self.global_step
         record = {"epoch": epoch, "step": step, "lr": self.schedule.lr(max(step - 1, 0)),
-                  "train_loss": self._epoch_train_loss(), "valid": scores.metric, "valid_loss": scores.loss}
+                  "train_loss": self._epoch_train_loss(), "valid": scores.metric, "valid_loss": scores.loss,
+                  **scores.extra}
         self.history.append(record)
         for logger in self.trainer.loggers:  # directly: self.log is not allowed in every hook this runs from
-            logger.log_metrics({f"valid_{self.metric}": scores.metric, "valid_loss": scores.loss}, step=step)
+            logger.log_metrics({f"valid_{self.metric}": scores.metric, "valid_loss": scores.loss,
+                                **{f"valid_{key}": value for key, value in scores.extra.items()}}, step=step)
         improved = self.selection == "best" and math.isfinite(scores.metric) and (
             self.best is None or scores.metric > self.best["valid"])
         if improved:

@@ -36,14 +36,15 @@ from ..linear.readout import ReadoutSettings
 from ..linear.run import task_identity
 from ..linear.train import effective_lr
 from ..results import write_results
-from .config import GRAD_CLIP, FinetuneConfig, Recipe, check_config, resolve_recipe
+from .config import GRAD_CLIP, FinetuneConfig, Recipe, check_config
 from .data import ClipMels
 from .datamodule import FinetuneData
 from .model import FinetuneModel, readout_train_len
 from .model_files import BEST, ModelFiles, link_or_copy
-from .module import FinetuneModule, selected
+from .module import selected
 from .report import KIND, fold_results, kfold_results, plot_folds, protocol_notes, settings_text
 from .schedule import FinetuneSchedule, global_batch, official_niter, steps_per_epoch
+from .variant import RunVariant
 
 Log = Callable[[str], None]
 OFFICIAL_WIN_LENGTH = 1024  # the official fine-tuning transforms fix it, whatever the checkpoint was trained with
@@ -115,7 +116,7 @@ def finished_results(folder: Path, hp: dict, kind: str = KIND, structural: tuple
     if not path.is_file():
         return None
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} cannot be read ({error}); move it away to run again") from None
     previous = results.get("hyper_parameters") if isinstance(results, dict) else None
@@ -143,18 +144,22 @@ class Context:
     task: Task
     log: Optional[Log]
     sha256: str
+    variant: RunVariant = field(default_factory=RunVariant)
 
 
-def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: Optional[Log] = _log
-                 ) -> FinetuneOutcome:
+def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: Optional[Log] = _log,
+                 variant: Optional[RunVariant] = None) -> FinetuneOutcome:
     """The whole run (module docstring). `run`: devices, precision, seed, workers, ... (default:
-    `default_run_config`); its `save_path` and `max_steps` are set per fold."""
+    `default_run_config`); its `save_path` and `max_steps` are set per fold. `variant`: the hooks of a run built on
+    fine-tuning (default: fine-tuning itself)."""
     start = time.perf_counter()
+    variant = variant or RunVariant()
     check_config(config)
     run = run if run is not None else default_run_config(config.out)
     loaded = load_checkpoint(config.ckpt, branch=config.use_encoder)
     task = load_task(config.task)
-    recipe = resolve_recipe(config, loaded.family, loaded.config.depth, run.world_size, run.accumulate_grad_batches)
+    config = variant.prepare(config, task)
+    recipe = variant.recipe(config, loaded, run)
     folds = fold_indices(task, config.fold)
     for index in folds:
         check_splits(task, index, recipe.protocol)
@@ -163,7 +168,7 @@ def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: O
     lock = claim_save_path(out, take_lock=writer)
     try:
         context = Context(config, run, recipe, loaded, finetune_frontend(loaded, recipe.protocol), task, log,
-                          file_sha256(loaded.path) if writer else "")
+                          file_sha256(loaded.path) if writer else "", variant)
         results: dict[int, dict] = {}
         skipped: dict[str, str] = {}
         trained = False
@@ -178,7 +183,7 @@ def run_finetune(config: FinetuneConfig, run: Optional[RunConfig] = None, log: O
         if not writer:
             return FinetuneOutcome(EXIT_OK, out)
         final = results[folds[0]] if task.num_folds == 1 else \
-            write_kfold(out, task, finished_folds(out, task, results), time.perf_counter() - start)
+            write_kfold(out, task, finished_folds(out, task, results), time.perf_counter() - start, variant)
         if log and not trained:
             log(f"{out} holds a finished run with these settings (results.json): nothing trained; remove it or choose "
                 f"another --out to train again")
@@ -216,9 +221,10 @@ def finished_folds(out: Path, task: Task, fresh: dict[int, dict]) -> list[dict]:
     return found
 
 
-def write_kfold(out: Path, task: Task, folds: list[dict], wall_time: float) -> dict:
+def write_kfold(out: Path, task: Task, folds: list[dict], wall_time: float,
+                variant: Optional[RunVariant] = None) -> dict:
     """The fold mean of the finished folds: OUT/results.json, results.md, curves.png, and best.ckpt = fold 0's."""
-    results = kfold_results(task, folds, wall_time)
+    results = (variant or RunVariant()).finish_folds(kfold_results(task, folds, wall_time), folds)
     write_results(out, results)
     plot_folds(out / "curves.png", folds, task.metric)
     first = out / "fold00" / BEST
@@ -231,12 +237,13 @@ def hyper_parameters(context: Context, splits_name: str, train_clips: int, steps
                      bce: bool) -> dict:
     """Every setting of a fold's run, plain values (last.ckpt's hyper_parameters; results.json)."""
     config, run, recipe = context.config, context.run, context.recipe
-    return {"kind": "finetune", "ckpt": context.loaded.path, "task": task_identity(config.task, context.task)["spec"],
+    return {"kind": context.variant.kind, "ckpt": context.loaded.path, "task": task_identity(config.task, context.task)["spec"],
             "fold": splits_name, **recipe.to_dict(), **run.as_flags(), "world_size": run.world_size,
             "global_batch": global_batch(run.world_size, recipe.batch_size_per_gpu, run.accumulate_grad_batches),
             "train_clips": train_clips, "steps_per_epoch": steps, "total_steps": schedule.total_steps,
             "effective_lr": schedule.base_lr, "schedule_table": schedule.table, "bce": bce,
-            "win_length": context.frontend.win_length, "family": context.loaded.family}
+            "win_length": context.frontend.win_length, "family": context.loaded.family,
+            **context.variant.hyper_parameters()}
 
 
 def readout_settings(context: Context) -> ReadoutSettings:
@@ -265,7 +272,8 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     bce = task.labels.multi_label or recipe.mixup_training
     fold_run = replace(run, save_path=folder, max_steps=schedule.total_steps)
     hp = hyper_parameters(context, splits.name, len(splits.train), steps, schedule, bce)
-    finished = finished_results(folder, hp)
+    variant = context.variant
+    finished = finished_results(folder, hp, variant.results_kind, STRUCTURAL + variant.structural)
     if finished is not None:
         return FinetuneOutcome(EXIT_OK, folder, {**finished, "reused": True})
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,12 +284,13 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
                                           context.frontend, generator=torch.Generator().manual_seed(run.seed))
     settings = readout_settings(context)
     files = ModelFiles(folder, replace(loaded, frontend_config=context.frontend), {
-        "kind": "finetune", "labels": list(task.labels.names), "multi_label": task.labels.multi_label,
+        "kind": variant.kind, "labels": list(task.labels.names), "multi_label": task.labels.multi_label,
         "task": task.name, "metric": task.metric, "readout": settings.to_dict(), "embedding_dim": model.embed_dim,
         "fold": splits.name, "recipe": recipe.to_dict(),
-        "source_checkpoint": {"path": loaded.path, "sha256": context.sha256}})
-    module = FinetuneModule(model, hp, schedule, steps, task.metric, bce, recipe.selection, files)
-    resume = resume_point(folder, hp, STRUCTURAL, model=module, optimizers=[module.configure_optimizers()])
+        "source_checkpoint": {"path": loaded.path, "sha256": context.sha256}, **variant.model_info()})
+    module = variant.module(model, hp, schedule, steps, task.metric, bce, recipe.selection, files)
+    resume = resume_point(folder, hp, STRUCTURAL + variant.structural, model=module,
+                          optimizers=[module.configure_optimizers()])
     data = FinetuneData(splits, task.labels, ClipMels(model.backbone.frontend, loaded.config.patch_w,
                                                       recipe.protocol, loaded.family), recipe, fold_run,
                         cache=resolve_cache(DEFAULT))
@@ -291,7 +300,7 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     if trainer.is_global_zero:
         remove_stale_temporaries(folder)
     rank_zero_info(
-        f"finetune {task.name} {splits.name}: {len(splits.train)} train / {len(splits.valid)} valid / "
+        f"{variant.kind} {task.name} {splits.name}: {len(splits.train)} train / {len(splits.valid)} valid / "
         f"{len(splits.test)} test clips; ATST-{loaded.family.capitalize()} ({loaded.branch}) {recipe.protocol} "
         f"read-out; {hp['global_batch']} clips per step ({run.world_size} device(s) x {batch} x {accumulate}), lr "
         f"{recipe.learning_rate:g} -> {schedule.base_lr:.4g}; {recipe.max_epochs} epochs x {steps} steps "
@@ -318,6 +327,7 @@ def train_fold(context: Context, index: int, folder: Path) -> FinetuneOutcome:
     results = fold_results(task, splits, hp, settings_text(recipe, hp, schedule, settings.describe()),
                            checkpoint, module.history, chosen, rule, test.metric, test.loss, skipped,
                            protocol_notes(recipe, loaded.family, splits, hp), time.perf_counter() - start)
+    results = variant.finish(module, results, test)
     write_results(folder, results)
     if context.log:
         context.log(f"{task.name} {splits.name}: test {task.metric} {test.metric:.4f} ({test.clips} clips), valid "

@@ -31,7 +31,7 @@ from ..linear.head import head_from_state
 from ..linear.readout import PRECISIONS, PROTOCOLS, READOUT_VERSION, Readout
 from ..model_file import DownstreamModel, PathLike, read_model_file
 
-CLIP_KINDS = ("linear", "finetune")  # model kinds whose head labels whole clips
+CLIP_KINDS = ("linear", "finetune", "distill")  # model kinds whose head labels whole clips
 AGGREGATES = ("mean", "max")
 
 
