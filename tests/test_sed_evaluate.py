@@ -255,6 +255,66 @@ def test_psds_eval_number_equals_a_direct_library_call():
     assert ours == pytest.approx(direct, abs=1e-12)
 
 
+def one_class_set():
+    """The toy set reduced to its "dog" events (one class; a.wav, b.wav, quiet.wav without events)."""
+    truth, durations = toy_set()
+    return {name: [event for event in events if event[2] == "dog"] for name, events in truth.items()}, durations
+
+
+def test_a_single_class_task_scores_one_on_perfect_predictions_by_every_library():
+    """psds_eval's NaN cross-trigger mean made every one-class PSDS 0; sed_scores_eval raised on PSDS2."""
+    truth, durations = one_class_set()
+    result = evaluate_sed({name: perfect_like(events, ["dog"]) for name, events in truth.items()}, truth, durations,
+                          ["dog"], n_thresholds=5)
+    for scenario in ("psds1", "psds2"):
+        assert result[scenario] == {"psds_eval_5_thresholds": pytest.approx(1.0, abs=1e-9),
+                                    "sed_scores_eval": pytest.approx(1.0, abs=1e-9)}
+    assert result["event_f1_200ms"] == {"macro": pytest.approx(1.0), "micro": pytest.approx(1.0)}
+    assert result["segment_f1_1s"] == {"macro": pytest.approx(1.0), "micro": pytest.approx(1.0)}
+    assert result["protocol"]["classes_evaluated"] == ["dog"]
+
+
+def test_a_single_class_task_with_false_alarms_scores_below_one_by_every_library():
+    truth, durations = one_class_set()
+    scores = {name: 0.6 * perfect_like(events, ["dog"]) for name, events in truth.items()}
+    scores["quiet.wav"][50:100, 0] = 0.9  # a 2 s false alarm scored above every true event
+    result = evaluate_sed(scores, truth, durations, ["dog"], n_thresholds=5)
+    # the ROC: TPR 0 at 1 false alarm in 56.5 s (63.7 per hour), then TPR 1; its area up to 100 per hour
+    expected = 1.0 - 3600 / sum(durations.values()) / 100
+    for scenario in ("psds1", "psds2"):
+        assert result[scenario] == {"psds_eval_5_thresholds": pytest.approx(expected, abs=1e-9),
+                                    "sed_scores_eval": pytest.approx(expected, abs=1e-9)}
+    assert result["event_f1_200ms"]["micro"] == pytest.approx(2 * 3 / (2 * 3 + 1))  # 3 TP, 1 FP, 0 FN
+
+
+def test_classes_without_ground_truth_events_are_left_out_of_psds_and_of_the_class_average():
+    """Only "dog" has events. PSDS: both libraries evaluate the classes of the ground truth, so the false alarms
+    of "alarm" do not count (psds_eval infers its classes from the ground truth; a class without reference events
+    has an undefined TP ratio in sed_scores_eval). F1: sed_eval's F of a class without reference events is
+    undefined (0/0 recall) and its class-wise average skips it, while the overall (micro) F counts its false
+    alarms."""
+    truth, durations = one_class_set()
+    scores = {name: perfect_like(events, CLASSES) for name, events in truth.items()}
+    scores["quiet.wav"][50:100, CLASSES.index("alarm")] = 1.0
+    result = evaluate_sed(scores, truth, durations, CLASSES, n_thresholds=5)
+    for scenario in ("psds1", "psds2"):
+        assert result[scenario] == {"psds_eval_5_thresholds": pytest.approx(1.0, abs=1e-9),
+                                    "sed_scores_eval": pytest.approx(1.0, abs=1e-9)}
+    assert result["event_f1_200ms"]["macro"] == pytest.approx(1.0)
+    assert result["event_f1_200ms"]["micro"] == pytest.approx(2 * 3 / (2 * 3 + 1))  # 3 TP, 1 FP, 0 FN
+    assert result["protocol"]["classes_evaluated"] == ["dog"]
+
+
+def test_two_of_three_classes_with_events_score_one_when_perfect():
+    truth, durations = toy_set()
+    truth = {name: [event for event in events if event[2] != "speech"] for name, events in truth.items()}
+    result = evaluate_sed(perfect_scores(truth), truth, durations, CLASSES, n_thresholds=5)
+    for scenario in ("psds1", "psds2"):
+        assert result[scenario] == {"psds_eval_5_thresholds": pytest.approx(1.0, abs=1e-9),
+                                    "sed_scores_eval": pytest.approx(1.0, abs=1e-9)}
+    assert result["protocol"]["classes_evaluated"] == ["alarm", "dog"]
+
+
 def test_psds_eval_refuses_pandas_3(monkeypatch):
     import pandas
 

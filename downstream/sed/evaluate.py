@@ -20,7 +20,10 @@ file without a ground-truth entry has no event (as in a DCASE TSV) and still cou
 Frames past a file's duration (padding) are dropped before filtering (the official code kept them).
 Ground truth is checked, then overlapping or touching same-class events are merged (both libraries need it).
 Classes without any ground-truth event in the evaluated set are left out of the PSDS (psds_eval infers its classes
-from the ground truth; sed_scores_eval is given the same classes) and of the macro F1 unless they were detected.
+from the ground truth; sed_scores_eval is given the same classes). sed_eval's F of such a class is undefined (0/0
+recall), so the macro F1 skips it, while the micro F1 counts its false alarms. With one evaluated class there is no
+cross trigger: the cross-trigger term of PSDS2 is 0 in both libraries (both fail on it as released; see
+`_one_class_safe_psds_eval` and `sed_scores_eval_psds`).
 """
 from __future__ import annotations
 
@@ -149,15 +152,34 @@ def check_psds_eval_versions() -> None:
                            f"numpy {np.__version__}; install requirements/sed.txt")
 
 
+def _one_class_safe_psds_eval():
+    """psds_eval's `PSDSEval` whose effective FP rate is its FP rate when a single class is evaluated.
+
+    psds_eval averages each class's cross-trigger rates over the other classes with `nanmean` and adds
+    `alpha_ct x` that mean; with one class there is no other class, the mean is NaN, and so is the effective FP
+    rate even with alpha_ct 0 (NaN x 0), which turns every PSDS into 0. With no other class there is no cross
+    trigger: the term is 0 (sed_scores_eval's definition, see `sed_scores_eval_psds`)."""
+    from psds_eval import PSDSEval
+
+    class OneClassSafePSDSEval(PSDSEval):
+        def _effective_fp_rate(self, alpha_ct=0.0):
+            rates = super()._effective_fp_rate(alpha_ct)
+            if len(self.class_names) - 1 > 1:  # class_names holds psds_eval's injected "world" label too
+                return rates
+            return rates._replace(effective_fp_rate=rates.fp_rate)
+
+    return OneClassSafePSDSEval
+
+
 def psds_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str, Events],
                    durations: Mapping[str, float], class_names: Sequence[str], scenario: Mapping[str, float],
                    thresholds: Sequence[float], frame_seconds: float = TOKEN_SECONDS,
                    trim_padding: bool = True) -> float:
     """PSDS with psds_eval from `len(thresholds)` operating points of already median-filtered scores."""
     import pandas as pd
-    from psds_eval import PSDSEval
 
     check_psds_eval_versions()
+    _OneClassSafePSDSEval = _one_class_safe_psds_eval()
     columns = ["filename", "onset", "offset", "event_label"]
     truth = pd.DataFrame([(f, on, off, label) for f, events in ground_truth.items() for on, off, label in events],
                          columns=columns)
@@ -169,7 +191,7 @@ def psds_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str
         warnings.simplefilter("ignore", category=RuntimeWarning)  # NaN rates of a class without detections
         # thresholds that decode to the same events give one operating point; psds_eval warns for each repeat
         warnings.filterwarnings("ignore", message="A similar operating point exists")
-        evaluator = PSDSEval(dtc_threshold=scenario["dtc_threshold"], gtc_threshold=scenario["gtc_threshold"],
+        evaluator = _OneClassSafePSDSEval(dtc_threshold=scenario["dtc_threshold"], gtc_threshold=scenario["gtc_threshold"],
                              cttc_threshold=PSDS_EVAL_UNUSED_CTTC if cttc is None else cttc,
                              ground_truth=truth, metadata=metadata, duration_unit="hour")
         evaluated = set(evaluator.class_names)
@@ -201,10 +223,15 @@ def sed_scores_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mappi
         # a writeable copy: sed_scores_eval's Cython code takes a writeable memoryview of the scores
         frames[file_id] = create_score_dataframe(np.array(array[:, columns], dtype=np.float64), times,
                                                  list(evaluated))
+    cttc, alpha_ct = scenario["cttc_threshold"], scenario["alpha_ct"]
+    if len(evaluated) == 1:
+        # no other class, no cross trigger: the cross-trigger term is 0 (sed_scores_eval 0.0.4 would index the
+        # empty {other class: counts} dict and raise "unhashable type: 'numpy.ndarray'")
+        cttc, alpha_ct = None, 0.0
     value, *_ = psds(scores=frames, ground_truth={k: list(v) for k, v in ground_truth.items()},
                      audio_durations=dict(durations), dtc_threshold=scenario["dtc_threshold"],
-                     gtc_threshold=scenario["gtc_threshold"], cttc_threshold=scenario["cttc_threshold"],
-                     alpha_ct=scenario["alpha_ct"], alpha_st=scenario["alpha_st"], unit_of_time="hour",
+                     gtc_threshold=scenario["gtc_threshold"], cttc_threshold=cttc,
+                     alpha_ct=alpha_ct, alpha_st=scenario["alpha_st"], unit_of_time="hour",
                      max_efpr=MAX_EFPR, time_decimals=TIME_DECIMALS)
     return float(value)
 
