@@ -286,3 +286,4 @@ def test_ddp_two_processes_sigkill_then_resume(fixtures, tmp_path):
     assert [(e["epoch"], e["step"]) for e in results["epochs"]] == [(k, 2 * k) for k in range(1, 9)]
     assert results["hyper_parameters"]["world_size"] == 2 and torch.load(last, weights_only=True)["global_step"] == 16
     assert (out / "best.ckpt").is_file() and not list(out.glob("best-step=*.ckpt"))
+    assert results["evaluation"]["files"] == 2  # rank 0 evaluated both ranks' test recordings

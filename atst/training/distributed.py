@@ -77,6 +77,18 @@ def gather_objects(value: Any) -> list[Any]:
     return parts
 
 
+def gather_objects_to_zero(value: Any) -> list[Any]:
+    """`[value of rank 0, value of rank 1, ...]` on rank 0 and `[]` on the other ranks (a collective call under DDP;
+    `[value]` outside one). Unlike `gather_objects`, only rank 0 holds every rank's value, so the memory of the
+    other ranks stays that of their own share."""
+    if not is_distributed():
+        return [value]
+    rank_zero = dist.get_rank() == 0
+    parts: list[Any] | None = [None] * dist.get_world_size() if rank_zero else None
+    dist.gather_object(value, parts, dst=0)
+    return parts if rank_zero else []
+
+
 def max_over_ranks(value: int, device: torch.device | str = "cpu") -> int:
     """The largest `value` of all ranks (a collective call under DDP; `value` outside one). `device`: where the
     backend communicates (the rank's CUDA device under NCCL)."""

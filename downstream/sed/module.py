@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atst.training.distributed import gather_objects
+from atst.training.distributed import gather_objects, gather_objects_to_zero
 from atst.training.ema import ema_update
 from atst.training.optim import set_learning_rate
 
@@ -64,11 +64,13 @@ def recording_targets(clip: StrongClip, frames: int, num_classes: int) -> tuple[
 @torch.no_grad()
 def score_recordings(model: SedModel, loader: Any, device: torch.device, precision: str,
                      on_skipped: Optional[Any] = None, trim: bool = True,
-                     reduce: Optional[Callable[[int, Tensor], Any]] = None) -> dict[int, Any]:
+                     reduce: Optional[Callable[[int, Tensor], Any]] = None,
+                     to_rank_zero: bool = False) -> dict[int, Any]:
     """Strong probabilities `[T, C]` of every recording of this rank's share (`data.recording_loader`), gathered
     from every rank: {clip index: scores}, or {clip index: reduce(index, scores)} when `reduce` is given (each
-    rank reduces its own recordings, so only the reductions travel). A collective call under DDP; the model is left
-    in the mode it had."""
+    rank reduces its own recordings, so only the reductions travel). `to_rank_zero`: only rank 0 receives the
+    gathered scores, the other ranks get {} (their memory stays that of their own share). A collective call under
+    DDP; the model is left in the mode it had."""
     was_training = model.training
     model.eval()
     mine: dict[int, Any] = {}
@@ -87,7 +89,7 @@ def score_recordings(model: SedModel, loader: Any, device: torch.device, precisi
     finally:
         model.train(was_training)
     merged: dict[int, Any] = {}
-    for part in gather_objects(mine):
+    for part in (gather_objects_to_zero if to_rank_zero else gather_objects)(mine):
         merged.update(part)
     return merged
 
@@ -183,12 +185,14 @@ class SedModule(FinetuneModule):
         super().on_train_batch_end(outputs, batch, batch_idx)
 
     def split_scores(self, split: str, trim: bool = True,
-                     reduce: Optional[Callable[[int, Tensor], Any]] = None) -> dict[int, Any]:
+                     reduce: Optional[Callable[[int, Tensor], Any]] = None,
+                     to_rank_zero: bool = False) -> dict[int, Any]:
         """{clip index: strong scores `[T, C]`} of every recording of `split` ("valid" or "test"); `trim` False
-        keeps the scores of the padding (`SedModel.recording_scores`); `reduce`: see `score_recordings`."""
+        keeps the scores of the padding (`SedModel.recording_scores`); `reduce`, `to_rank_zero`: see
+        `score_recordings`."""
         loader = self.trainer.datamodule.eval_loader(split)
         return score_recordings(self.model, loader, self.device, self.trainer.precision, self.skipped.note, trim,
-                                reduce)
+                                reduce, to_rank_zero)
 
     def evaluate_split(self, split: str) -> Scores:
         """The validation score of `split`: each rank turns its recordings into losses, only those are gathered."""

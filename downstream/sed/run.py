@@ -234,9 +234,9 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
     if stopped is not None:
         return SedOutcome(stopped, out)
     chosen, rule = module.restore_selected()
-    valid_scores = module.split_scores("valid")
+    valid_scores = module.split_scores("valid", to_rank_zero=True)  # only rank 0 evaluates
     trim = config.protocol != "official"  # the official DESED test keeps the scores of the padding (quirk)
-    test_scores = module.split_scores("test", trim)
+    test_scores = module.split_scores("test", trim, to_rank_zero=True)
     skipped: dict[str, str] = {}
     for part in gather_objects(module.skipped.reasons):
         skipped.update(part)
