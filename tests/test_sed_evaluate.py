@@ -315,6 +315,51 @@ def test_two_of_three_classes_with_events_score_one_when_perfect():
     assert result["protocol"]["classes_evaluated"] == ["alarm", "dog"]
 
 
+def test_unscored_durations_count_like_files_scored_without_detections():
+    """The official DESED test drops its files without events but keeps their durations: a file given only by its
+    duration gives the PSDS of the same file scored with zeros (no detection at any threshold), in both libraries,
+    and raises PSDS1 against leaving its duration out."""
+    truth, durations = toy_set()
+    scores = {name: 0.6 * array for name, array in perfect_scores(truth).items()}
+    scores["quiet.wav"][:] = 0.0
+    scores["a.wav"][100:130, CLASSES.index("speech")] = 0.9  # a false alarm above every true event
+    scored = evaluate_sed(scores, truth, durations, CLASSES, n_thresholds=5)
+    seconds = durations.pop("quiet.wav")
+    del scores["quiet.wav"], truth["quiet.wav"]
+    unscored = evaluate_sed(scores, truth, durations, CLASSES, n_thresholds=5,
+                            unscored_durations={"quiet.wav": seconds})
+    left_out = evaluate_sed(scores, truth, durations, CLASSES, n_thresholds=5)
+    for key, values in numbers(scored).items():  # the F1 scores too: the file has no event and no detection
+        assert unscored[key] == pytest.approx(values, abs=1e-12), key
+    for library in ("psds_eval_5_thresholds", "sed_scores_eval"):
+        # the same false alarms over a longer total duration: a lower false-positive rate, a higher PSDS
+        assert unscored["psds1"][library] > left_out["psds1"][library] + 0.05
+    assert unscored["event_f1_200ms"] == left_out["event_f1_200ms"]
+    assert unscored["protocol"]["files_without_scores"]["count"] == 1
+    assert unscored["protocol"]["files_without_scores"]["seconds"] == pytest.approx(seconds)
+
+
+def test_unscored_durations_enter_the_false_positive_rate_denominator():
+    truth, durations = one_class_set()
+    scores = {name: 0.6 * perfect_like(events, ["dog"]) for name, events in truth.items()}
+    scores["quiet.wav"][50:100, 0] = 0.9  # one false alarm above every true event
+    extra = {"x1.wav": 100.0, "x2.wav": 43.5}  # 56.5 s scored + 143.5 s unscored: 1 false alarm in 200 s
+    result = evaluate_sed(scores, truth, durations, ["dog"], n_thresholds=5, unscored_durations=extra)
+    for scenario in ("psds1", "psds2"):
+        assert result[scenario] == {"psds_eval_5_thresholds": pytest.approx(1 - 3600 / 200 / 100, abs=1e-9),
+                                    "sed_scores_eval": pytest.approx(1 - 3600 / 200 / 100, abs=1e-9)}
+
+
+@pytest.mark.parametrize("unscored, message", [
+    ({"a.wav": 10.0}, r"unscored_durations names 1 scored file\(s\), e.g. \['a.wav'\]"),
+    ({"x.wav": 0.0}, r"duration of x.wav must be a finite number of seconds > 0"),
+])
+def test_bad_unscored_durations_are_a_clear_value_error(unscored, message):
+    truth, durations = toy_set()
+    with pytest.raises(ValueError, match=message):
+        evaluate_sed(perfect_scores(truth), truth, durations, CLASSES, n_thresholds=2, unscored_durations=unscored)
+
+
 def test_psds_eval_refuses_pandas_3(monkeypatch):
     import pandas
 

@@ -124,6 +124,17 @@ def check_durations(durations: Mapping[str, float], scored: Sequence[str]) -> di
     return checked
 
 
+def check_unscored_durations(durations: Mapping[str, float], scored: Sequence[str]) -> dict[str, float]:
+    """The durations of evaluated files without scores, checked: a file both scored and listed here is a
+    ValueError (its duration belongs in `durations`)."""
+    durations = {str(key): value for key, value in durations.items()}
+    both = sorted(set(durations) & set(scored))
+    if both:
+        raise ValueError(f"unscored_durations names {len(both)} scored file(s), e.g. {both[:3]}; list only files "
+                         f"without scores there (a scored file's duration goes in durations)")
+    return check_durations(durations, sorted(durations))
+
+
 def _prepare(scores: Mapping[str, np.ndarray], durations: Mapping[str, float], class_names: Sequence[str],
              median: FilterSpec, frame_seconds: float, trim_padding: bool) -> dict[str, np.ndarray]:
     """Per file: the checked scores, padding trimmed (unless `trim_padding` is False), median-filtered."""
@@ -174,8 +185,10 @@ def _one_class_safe_psds_eval():
 def psds_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str, Events],
                    durations: Mapping[str, float], class_names: Sequence[str], scenario: Mapping[str, float],
                    thresholds: Sequence[float], frame_seconds: float = TOKEN_SECONDS,
-                   trim_padding: bool = True) -> float:
-    """PSDS with psds_eval from `len(thresholds)` operating points of already median-filtered scores."""
+                   trim_padding: bool = True, unscored_durations: Optional[Mapping[str, float]] = None) -> float:
+    """PSDS with psds_eval from `len(thresholds)` operating points of already median-filtered scores;
+    `unscored_durations` {file id: seconds} of evaluated files without scores (no event, no detection) go into
+    the metadata table, the false-positive-rate denominator, as the official test code does."""
     import pandas as pd
 
     check_psds_eval_versions()
@@ -183,7 +196,8 @@ def psds_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str
     columns = ["filename", "onset", "offset", "event_label"]
     truth = pd.DataFrame([(f, on, off, label) for f, events in ground_truth.items() for on, off, label in events],
                          columns=columns)
-    metadata = pd.DataFrame(sorted(durations.items()), columns=["filename", "duration"])
+    metadata = pd.DataFrame(sorted({**durations, **(unscored_durations or {})}.items()),
+                            columns=["filename", "duration"])
     cttc = scenario["cttc_threshold"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)  # numpy 2.3 warns inside psds_eval
@@ -209,11 +223,14 @@ def psds_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str
 
 def sed_scores_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mapping[str, Events],
                          durations: Mapping[str, float], class_names: Sequence[str], scenario: Mapping[str, float],
-                         frame_seconds: float = TOKEN_SECONDS, trim_padding: bool = True) -> float:
+                         frame_seconds: float = TOKEN_SECONDS, trim_padding: bool = True,
+                         unscored_durations: Optional[Mapping[str, float]] = None) -> float:
     """Threshold-independent PSDS with sed_scores_eval on already median-filtered scores (evaluated classes only:
-    the ones with a ground-truth event)."""
+    the ones with a ground-truth event). `unscored_durations`: see `psds_eval_psds`; sed_scores_eval sums the
+    durations of the files it has statistics for, so each such file enters with empty statistics (no change point:
+    no detection at any threshold) through `psds`'s `deltas` argument."""
     from sed_scores_eval.base_modules.scores import create_score_dataframe
-    from sed_scores_eval.intersection_based import psds
+    from sed_scores_eval.intersection_based import intermediate_statistics_deltas, psds
 
     evaluated = sorted({label for events in ground_truth.values() for _, _, label in events})
     columns = [class_names.index(name) for name in evaluated]
@@ -228,12 +245,31 @@ def sed_scores_eval_psds(filtered: Mapping[str, np.ndarray], ground_truth: Mappi
         # no other class, no cross trigger: the cross-trigger term is 0 (sed_scores_eval 0.0.4 would index the
         # empty {other class: counts} dict and raise "unhashable type: 'numpy.ndarray'")
         cttc, alpha_ct = None, 0.0
-    value, *_ = psds(scores=frames, ground_truth={k: list(v) for k, v in ground_truth.items()},
-                     audio_durations=dict(durations), dtc_threshold=scenario["dtc_threshold"],
+    truth = {k: list(v) for k, v in ground_truth.items()}
+    audio_durations, deltas = dict(durations), None
+    if unscored_durations:
+        deltas = intermediate_statistics_deltas(
+            scores=frames, ground_truth=truth, dtc_threshold=scenario["dtc_threshold"],
+            gtc_threshold=scenario["gtc_threshold"], cttc_threshold=cttc, time_decimals=TIME_DECIMALS)
+        nothing = _no_change_points(next(iter(deltas.values())))
+        for file_id, seconds in unscored_durations.items():
+            deltas[file_id], truth[file_id], audio_durations[file_id] = nothing, [], seconds
+        frames = None
+    value, *_ = psds(scores=frames, ground_truth=truth, deltas=deltas,
+                     audio_durations=audio_durations, dtc_threshold=scenario["dtc_threshold"],
                      gtc_threshold=scenario["gtc_threshold"], cttc_threshold=cttc,
                      alpha_ct=alpha_ct, alpha_st=scenario["alpha_st"], unit_of_time="hour",
                      max_efpr=MAX_EFPR, time_decimals=TIME_DECIMALS)
     return float(value)
+
+
+def _no_change_points(deltas):
+    """The sed_scores_eval statistics deltas of a file with no change point: `deltas` with every array emptied."""
+    if isinstance(deltas, Mapping):
+        return {key: _no_change_points(value) for key, value in deltas.items()}
+    if isinstance(deltas, tuple):
+        return tuple(_no_change_points(value) for value in deltas)
+    return np.asarray(deltas)[:0]
 
 
 def sed_eval_f1(detections: Mapping[str, Events], ground_truth: Mapping[str, Events],
@@ -288,7 +324,8 @@ def _finite(value) -> Optional[float]:
 def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Events],
                  durations: Mapping[str, float], class_names: Sequence[str], median: FilterSpec = 7,
                  frame_seconds: float = TOKEN_SECONDS, n_thresholds: int = 50, f1_threshold: ThresholdSpec = 0.5,
-                 trim_padding: bool = True, include_psds_eval: bool = True) -> dict:
+                 trim_padding: bool = True, include_psds_eval: bool = True,
+                 unscored_durations: Optional[Mapping[str, float]] = None) -> dict:
     """PSDS1/PSDS2 (psds_eval at `n_thresholds` operating points and sed_scores_eval threshold-independent),
     event-based F1 (200 ms) and segment-based F1 (1 s) of frame `scores` (see the module docstring).
 
@@ -297,7 +334,10 @@ def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Ev
     `f1_threshold` the decision threshold of the F1 scores (one, or one per class). `trim_padding=False` keeps
     scores past each duration (the official code's behaviour). `include_psds_eval=False` leaves out the
     psds_eval numbers (seconds per PSDS on a few dozen clips, minutes on DESED's 1 168: for per-epoch validation
-    the sed_scores_eval numbers are enough). Returns a JSON-able dict:
+    the sed_scores_eval numbers are enough). `unscored_durations` {file id: seconds}: evaluated files that have no
+    scores and no ground truth (the official DESED test drops its files without events but keeps their durations):
+    they add their length to the PSDS false-positive-rate denominator with no detection; the F1 scores, which
+    such files cannot change, leave them out. Returns a JSON-able dict:
     {"psds1": {"psds_eval_50_thresholds": x, "sed_scores_eval": y}, "psds2": {...},
      "event_f1_200ms": {"macro": f, "micro": f}, "segment_f1_1s": {"macro": f, "micro": f}, "protocol": {...}}.
     """
@@ -312,6 +352,7 @@ def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Ev
     scored = sorted(str(key) for key in scores)
     scores = {str(key): value for key, value in scores.items()}
     checked_durations = check_durations(durations, scored)
+    unscored = check_unscored_durations(unscored_durations or {}, scored)
     truth = check_ground_truth({str(k): v for k, v in ground_truth.items()}, names, scored)
     if not any(truth.values()):
         raise ValueError(f"the ground truth of the {len(scored)} scored file(s) holds no event: PSDS and F1 are "
@@ -326,19 +367,21 @@ def evaluate_sed(scores: Mapping[str, np.ndarray], ground_truth: Mapping[str, Ev
         results[name] = {}
         if include_psds_eval:
             results[name][psds_eval_key(n_thresholds)] = psds_eval_psds(
-                filtered, truth, checked_durations, names, scenario, thresholds, frame_seconds, trim_padding)
+                filtered, truth, checked_durations, names, scenario, thresholds, frame_seconds, trim_padding,
+                unscored)
         results[name]["sed_scores_eval"] = sed_scores_eval_psds(filtered, truth, checked_durations, names, scenario,
-                                                                 frame_seconds, trim_padding)
+                                                                 frame_seconds, trim_padding, unscored)
     results["event_f1_200ms"] = event_f1
     results["segment_f1_1s"] = segment_f1
     results["protocol"] = protocol_description(names, truth, median, frame_seconds, thresholds, f1_threshold,
-                                               trim_padding, len(scored), include_psds_eval)
+                                               trim_padding, len(scored), include_psds_eval, unscored)
     return results
 
 
 def protocol_description(class_names: Sequence[str], truth: Mapping[str, Events], median: FilterSpec,
                          frame_seconds: float, thresholds: np.ndarray, f1_threshold: ThresholdSpec,
-                         trim_padding: bool, num_files: int, include_psds_eval: bool = True) -> dict:
+                         trim_padding: bool, num_files: int, include_psds_eval: bool = True,
+                         unscored_durations: Optional[Mapping[str, float]] = None) -> dict:
     """The settings behind the numbers, for results.json."""
     import pandas
     import psds_eval
@@ -361,6 +404,9 @@ def protocol_description(class_names: Sequence[str], truth: Mapping[str, Events]
         "padding_trimmed": bool(trim_padding),
         "files": int(num_files),
         "files_without_events": int(sum(1 for events in truth.values() if not events)),
+        "files_without_scores": {"count": len(unscored_durations or {}),
+                                 "seconds": round(float(sum((unscored_durations or {}).values())), 3),
+                                 "counted_in": "the PSDS false-positive-rate denominator (no detection)"},
         "ground_truth_events": int(sum(len(events) for events in truth.values())),
         "classes_evaluated": list(evaluated),
         "ground_truth": "same-class overlapping or touching events merged",
