@@ -85,6 +85,9 @@ def test_desed_test_file_without_events_per_protocol(desed_root):
     official = load_strong_task(f"desed={desed_root}", protocol="official")
     assert sorted(by_name(official.split("test"))) == ["val_0.wav", "val_1.wav", "val_short.wav"]
     assert "1 test file(s) without events dropped" in official.source
+    # its duration stays in the PSDS false-positive-rate denominator, as in the official test
+    assert official.unscored_test_durations == {ours["val_quiet.wav"].key: 10.0}
+    assert load_strong_task(f"desed={desed_root}").unscored_test_durations == {}
 
 
 def test_desed_44k_clip_is_read_at_16k_through_the_cache(desed_root, tmp_path):

@@ -4,6 +4,7 @@ spec's numbers, a whole in-process run with `--recipe desed-official` (only the 
 change), usage errors, and, marked slow, a 2-process DDP run killed with SIGKILL and resumed."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -154,11 +155,15 @@ def test_desed_official_run_trains_exactly_the_last_block_and_final_norm(tiny, t
         model.encoder.final_norm.training  # frozen blocks stay deterministic (no drop-path)
     assert model.encoder.blocks[-1].drop_path.rate == pytest.approx(0.1)
     out = tmp_path / "run"
-    config = SedConfig(ckpt=tiny, task=task, out=str(out), recipe="desed-official", max_epochs=2, warmup_epochs=1,
-                       strong_batch=2, weak_batch=2)
+    # a test file the source dropped whose duration still counts (DESED --protocol official)
+    dropped = dataclasses.replace(task, unscored_test_durations={"dropped.wav": 10.0})
+    config = SedConfig(ckpt=tiny, task=dropped, out=str(out), recipe="desed-official", max_epochs=2,
+                       warmup_epochs=1, strong_batch=2, weak_batch=2)
     outcome = run_sed(config, default_run_config(str(out), num_workers=0, accelerator="cpu", progress=False))
     assert outcome.status == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["evaluation"]["files_without_scores"] == {
+        "count": 1, "seconds": 10.0, "counted_in": "the PSDS false-positive-rate denominator (no detection)"}
     assert results["kind"] == "sound event detection" and results["metric"] == "psds1.psds_eval_50_thresholds"
     for key in ("psds1.sed_scores_eval", "psds2.psds_eval_50_thresholds", "event_f1_200ms.macro"):
         assert 0.0 <= results["test"][key] <= 1.0

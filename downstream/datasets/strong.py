@@ -71,6 +71,9 @@ class StrongTask:
     "train_unlabelled" (no labels) make up the training data; "valid" selects the model; "test" is reported.
     `official_selects_on_test`: the official protocol of this task validates on the test set (AudioSet-strong);
     `sed --protocol official` reproduces that, the default does not.
+    `unscored_test_durations`: {key: seconds} of test recordings the protocol leaves out of the test split whose
+    durations still count in the PSDS false-positive-rate denominator (DESED under `protocol="official"`: its
+    files without events, as the official test code counts them).
     """
 
     name: str
@@ -79,6 +82,7 @@ class StrongTask:
     skipped: list[str] = field(default_factory=list)
     source: str = ""
     official_selects_on_test: bool = False
+    unscored_test_durations: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.splits if name not in STRONG_SPLITS]

@@ -128,18 +128,20 @@ def labelled(clips: list[StrongClip], scores: dict[int, torch.Tensor], names: li
 
 
 def evaluate_test(scores: dict[str, torch.Tensor], truth: dict, durations: dict, names: list[str],
-                  medians: list[int], trim_padding: bool = True, psds_eval: bool = True) -> dict:
+                  medians: list[int], trim_padding: bool = True, psds_eval: bool = True,
+                  unscored_durations: Optional[dict[str, float]] = None) -> dict:
     """`evaluate_sed` with the chosen per-class median filters (with psds_eval's 50-operating-point PSDS when
-    `psds_eval`), and with the official 7 frames for every class (threshold-independent PSDS and F1 only)."""
+    `psds_eval`), and with the official 7 frames for every class (threshold-independent PSDS and F1 only);
+    `unscored_durations`: `StrongTask.unscored_test_durations`."""
     from .evaluate import evaluate_sed
 
     arrays = {key: matrix.double().numpy() for key, matrix in scores.items()}
     return {"per_class_median": evaluate_sed(arrays, truth, durations, names, median=medians,
                                              frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding,
-                                             include_psds_eval=psds_eval),
+                                             include_psds_eval=psds_eval, unscored_durations=unscored_durations),
             "median_7": evaluate_sed(arrays, truth, durations, names, median=OFFICIAL_MEDIAN,
                                      frame_seconds=TOKEN_SECONDS, trim_padding=trim_padding,
-                                     include_psds_eval=False)}
+                                     include_psds_eval=False, unscored_durations=unscored_durations)}
 
 
 def evaluate_valid(scores: dict[str, torch.Tensor], truth: dict, durations: dict, names: list[str],
@@ -246,7 +248,8 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
     medians = choose_median_filters(v_scores, v_truth, v_durations, names) if v_truth else \
         [OFFICIAL_MEDIAN] * len(names)
     t_scores, t_truth, t_durations = labelled(list(splits["test"]), test_scores, names)
-    test = evaluate_test(t_scores, t_truth, t_durations, names, medians, trim, config.psds_eval)
+    test = evaluate_test(t_scores, t_truth, t_durations, names, medians, trim, config.psds_eval,
+                         task.unscored_test_durations)
     valid = evaluate_valid(v_scores, v_truth, v_durations, names, medians)
     files.info["median_filters"] = medians
     files.write_final(model, {"selected": selected(chosen, rule), "valid": chosen["valid"], "test": test})

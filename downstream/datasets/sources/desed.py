@@ -82,19 +82,20 @@ def weak_train_files(table: Path) -> set[str]:
 
 
 def _add_strong(collector: StrongCollector, split: str, root: Path, pair: tuple[str, str], labels: LabelSpace,
-                durations: Optional[dict[str, float]] = None, keep_empty: bool = True) -> int:
-    """Add the recordings of a strong table; returns how many files without events were left out."""
+                durations: Optional[dict[str, float]] = None, keep_empty: bool = True) -> dict[str, Optional[float]]:
+    """Add the recordings of a strong table; returns the files without events left out: {key: their duration in
+    `durations`, else None}."""
     folder = audio_folder(root, pair[0])
     table = require_file(root / pair[1], NAME, LAYOUT)
     rows = read_strong_table(table)
     names = list(rows.events)
     if durations is not None:
         names += [name for name in durations if name not in rows.events]
-    dropped = 0
+    dropped: dict[str, Optional[float]] = {}
     for name in names:
         events = rows.events.get(name, [])
         if not events and not keep_empty:
-            dropped += 1
+            dropped[collector.key(folder / name)] = durations.get(name) if durations is not None else None
             continue
         duration = durations.get(name) if durations is not None else None
         path = folder / name
@@ -132,5 +133,8 @@ def load_desed(root: Path, protocol: str = "hear") -> StrongTask:
                 read_durations(synth_durations) if synth_durations.is_file() else None)
     durations = read_durations(require_file(root / TEST_DURATIONS, NAME, LAYOUT))
     dropped = _add_strong(collector, "test", root, TEST, labels, durations, keep_empty=protocol != "official")
-    note = (f"; official protocol: {dropped} test file(s) without events dropped" if dropped else "")
-    return collector.task(labels, source=f"{NAME} at {root} (protocol {protocol}{note})")
+    note = (f"; official protocol: {len(dropped)} test file(s) without events dropped, their durations kept in "
+            f"the PSDS false-positive-rate denominator" if dropped else "")
+    task = collector.task(labels, source=f"{NAME} at {root} (protocol {protocol}{note})")
+    task.unscored_test_durations = {key: seconds for key, seconds in dropped.items() if seconds is not None}
+    return task
