@@ -237,6 +237,13 @@ def test_a_wrong_teacher_or_flag_is_a_clear_error(tiny, task, teacher, runs, tmp
     with pytest.raises(ValueError, match="distill_teacher_sha256"):
         run_sed(SedConfig(ckpt=tiny, task=task, out=str(student.out_dir), distill_teacher=str(tmp_path / "another.ckpt"),
                           distill_weight=1.0, **STUDENT), run_config(student.out_dir), log=None)
+    # an unfinished run (its last.ckpt, no results.json) does not resume with another teacher
+    partial = tmp_path / "partial"
+    shutil.copytree(student.out_dir, partial)
+    (partial / "results.json").unlink()
+    with pytest.raises(ValueError, match="distill_teacher_sha256"):
+        run_sed(SedConfig(ckpt=tiny, task=task, out=str(partial), distill_teacher=str(tmp_path / "another.ckpt"),
+                          distill_weight=1.0, **STUDENT), run_config(partial), log=None)
     capsys.readouterr()
     code = main(["sed", "--ckpt", tiny, "--task", "x.tsv", "--out", str(out), "--distill-weight", "0.5"])
     assert code == 2 and "--distill-weight needs --distill-teacher" in capsys.readouterr().err
