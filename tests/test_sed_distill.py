@@ -4,6 +4,7 @@ student's frame scores closer to the teacher's than plain training does, `detect
 numbers in results.json, and the errors of a wrong teacher or flag (resume with another teacher included)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -247,3 +248,41 @@ def test_a_wrong_teacher_or_flag_is_a_clear_error(tiny, task, teacher, runs, tmp
     capsys.readouterr()
     code = main(["sed", "--ckpt", tiny, "--task", "x.tsv", "--out", str(out), "--distill-weight", "0.5"])
     assert code == 2 and "--distill-weight needs --distill-teacher" in capsys.readouterr().err
+
+
+def test_the_command_line_flags_reach_the_run_config():
+    import argparse
+
+    from downstream.commands import sed as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--ckpt", "c", "--task", "t", "--out", "o", "--distill-teacher", "runs/teacher",
+                              "--distill_weight", "0.25", "--teacher-train-mode"])
+    values = {name: getattr(args, name) for name in command.OPTIONS}
+    assert (values["distill_teacher"], values["distill_weight"], values["teacher_train_mode"]) == \
+        ("runs/teacher", 0.25, True)
+    config = SedConfig(ckpt="c", task="t", out="o", **values)
+    assert config.distill_teacher == "runs/teacher" and config.distill_weight == 0.25
+    plain = parser.parse_args(["--ckpt", "c", "--task", "t", "--out", "o"])
+    assert plain.distill_teacher is None and plain.distill_weight is None and not plain.teacher_train_mode
+
+
+def test_plain_runs_record_no_teacher_and_refuse_one_on_rerun(runs, swapped, tiny, task, tmp_path):
+    from downstream.finetune.run import finished_results
+    from downstream.sed.report import KIND
+    from downstream.sed.run import STRUCTURAL
+
+    _, plain = runs
+    hp = plain.results["hyper_parameters"]
+    keys = ("distill_teacher", "distill_teacher_sha256", "distill_weight", "teacher_train_mode")
+    assert all(hp[key] is None for key in keys)
+    older = tmp_path / "older"  # a plain run folder written before the option still reads as the same settings
+    older.mkdir()
+    results = json.loads((plain.out_dir / "results.json").read_text())
+    results["hyper_parameters"] = {k: v for k, v in results["hyper_parameters"].items() if k not in keys}
+    (older / "results.json").write_text(json.dumps(results))
+    assert finished_results(older, hp, KIND, STRUCTURAL) is not None
+    with pytest.raises(ValueError, match="distill_teacher_sha256"):
+        run_sed(SedConfig(ckpt=tiny, task=task, out=str(plain.out_dir), distill_teacher=str(swapped), **STUDENT),
+                run_config(plain.out_dir), log=None)

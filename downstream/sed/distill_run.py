@@ -87,9 +87,10 @@ def prepare_distillation(config: Any, task: StrongTask, frontend: FrontendConfig
 
 
 def plain_hyper_parameters() -> dict:
-    """The distillation settings of a run without a teacher (recorded, so a resume with one is refused)."""
+    """The distillation settings of a run without a teacher (recorded, so a resume with one is refused; all None,
+    as a run folder written before the option reads)."""
     return {"distill_teacher": None, "distill_teacher_sha256": None, "distill_weight": None,
-            "teacher_train_mode": False}
+            "teacher_train_mode": None}
 
 
 __all__ = ["Distillation", "STRUCTURAL", "check_distill_flags", "plain_hyper_parameters", "prepare_distillation"]
