@@ -5,6 +5,7 @@ numbers in results.json, and the errors of a wrong teacher or flag (resume with 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -22,7 +23,7 @@ from downstream.sed.model import SedModel
 from downstream.sed.recipe import resolve_recipe
 from downstream.sed.run import SedConfig, default_run_config, run_sed
 from downstream.sed.teacher import SedTeacher, read_sed_teacher
-from sed_tasks import make_event_task
+from sed_tasks import cli_script, ddp_env, make_event_task
 
 TINY = "atstframe_tiny.ckpt"
 STUDENT = dict(recipe="desed-official", max_epochs=3, warmup_epochs=1, strong_batch=2, weak_batch=2, psds_eval=False)
@@ -286,3 +287,32 @@ def test_plain_runs_record_no_teacher_and_refuse_one_on_rerun(runs, swapped, tin
     with pytest.raises(ValueError, match="distill_teacher_sha256"):
         run_sed(SedConfig(ckpt=tiny, task=task, out=str(plain.out_dir), distill_teacher=str(swapped), **STUDENT),
                 run_config(plain.out_dir), log=None)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_distil(fixtures, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    task_dir = tmp_path / "task"
+    task = make_event_task(task_dir, strong=4, weak=8, valid=2, test=2)
+    teacher_out = tmp_path / "teacher"
+    assert run_sed(SedConfig(ckpt=str(fixtures / TINY), task=task, out=str(teacher_out), max_epochs=2,
+                             **{k: v for k, v in STUDENT.items() if k != "max_epochs"}),
+                   run_config(teacher_out), log=None).status == 0
+    script = cli_script(tmp_path / "run_sed.py", task_dir, REPO / "tests", strong=4, weak=8, valid=2, test=2)
+    out = tmp_path / "ddp"
+    command = [sys.executable, str(script), "sed", "--ckpt", str(fixtures / TINY), "--task", "synth", "--out",
+               str(out), "--recipe", "desed-official", "--strong_batch", "1", "--weak_batch", "2", "--max_epochs",
+               "2", "--warmup_epochs", "1", "--nproc", "2", "--accelerator", "cpu", "--num_workers", "0",
+               "--progress", "false", "--psds_eval", "false", "--distill-teacher", str(teacher_out)]
+    env = ddp_env()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    results = json.loads((out / "results.json").read_text())
+    entry = results["distillation"]
+    assert results["hyper_parameters"]["world_size"] == 2 and entry["weight"] == DEFAULT_WEIGHT
+    assert all(math.isfinite(e["frame_gap"]) for e in results["epochs"]) and math.isfinite(entry["test_frame_gap"])
+    assert Detector.load(out).info["distilled_from"]["weight"] == DEFAULT_WEIGHT
