@@ -72,3 +72,27 @@ def make_event_task(root: Union[str, Path], strong: int = 4, weak: int = 4, unla
     return StrongTask(name="synth_events", labels=LabelSpace(CLASSES, multi_label=True),
                       splits={k: tuple(v) for k, v in splits.items() if v}, source=str(root),
                       official_selects_on_test=official_selects_on_test)
+
+
+def cli_script(path: Path, task_dir: Path, tests_dir: Path, **sizes: int) -> Path:
+    """A script at `path` running `atst-downstream` ARGS with the task `make_event_task(task_dir, **sizes)`: each DDP
+    process builds it from the generated files (same seed) in place of `--task`."""
+    sizes_text = ", ".join(f"{key}={value}" for key, value in sizes.items())
+    path.write_text(
+        "import sys\nsys.path.insert(0, %r)\nfrom sed_tasks import make_event_task\n"
+        "from downstream.cli import build_parser\nimport downstream.sed.run as run\n"
+        "run.load_task = lambda *args: make_event_task(%r, %s)\n"
+        "args = build_parser().parse_args(sys.argv[1:])\nsys.exit(args.func(args))\n"
+        % (str(tests_dir), str(task_dir), sizes_text))
+    return path
+
+
+def ddp_env() -> dict:
+    """The environment of a 2-process CPU run started from a test (a free port, no audio cache)."""
+    from conftest import free_port, subprocess_env
+
+    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+                         ATST_AUDIO_CACHE="off")
+    env.pop("LOCAL_RANK", None)
+    return env
+

@@ -17,7 +17,7 @@ import torch
 from atst import load_checkpoint
 from atst.audio_io import SAMPLE_RATE, write_wav
 from atst.training.optim import set_learning_rate
-from conftest import REPO, free_port, kill_after_checkpoint, subprocess_env
+from conftest import REPO, free_port, kill_after_checkpoint
 from downstream.cli import main
 from downstream.datasets.strong import Event, StrongClip
 from downstream.finetune.data import TrainPosition
@@ -28,7 +28,7 @@ from downstream.sed.heads import StrongWeakHead
 from downstream.sed.model import SedModel
 from downstream.sed.recipe import build_optimizer, resolve_recipe
 from downstream.sed.run import SedConfig, default_run_config, run_sed
-from sed_tasks import CLASSES, make_event_task
+from sed_tasks import CLASSES, cli_script, ddp_env, make_event_task
 
 TINY = "atstframe_tiny.ckpt"
 
@@ -263,22 +263,13 @@ def test_usage_errors_name_the_flag(tiny, task, tmp_path, capsys):
 def test_ddp_two_processes_sigkill_then_resume(fixtures, tmp_path):
     task_dir = tmp_path / "task"
     make_event_task(task_dir, strong=4, weak=8, valid=2, test=2)
-    script = tmp_path / "run_sed.py"  # the task is built in each process from the generated files (same seed)
-    script.write_text(
-        "import sys\nsys.path.insert(0, %r)\nfrom sed_tasks import make_event_task\n"
-        "from downstream.commands import sed as command\nfrom downstream.cli import build_parser\n"
-        "import downstream.sed.run as run\n"
-        "run.load_task = lambda *args: make_event_task(%r, strong=4, weak=8, valid=2, test=2)\n"
-        "args = build_parser().parse_args(sys.argv[1:])\nsys.exit(args.func(args))\n"
-        % (str(REPO / "tests"), str(task_dir)))
+    script = cli_script(tmp_path / "run_sed.py", task_dir, REPO / "tests", strong=4, weak=8, valid=2, test=2)
     out = tmp_path / "ddp"
     command = [sys.executable, str(script), "sed", "--ckpt", str(fixtures / TINY), "--task", "synth", "--out",
                str(out), "--recipe", "desed-official", "--strong_batch", "1", "--weak_batch", "2", "--max_epochs",
                "8", "--warmup_epochs", "1", "--nproc", "2", "--accelerator", "cpu", "--num_workers", "0",
                "--ckpt_every_steps", "2", "--progress", "false", "--progress_every", "1"]
-    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
-                         ATST_AUDIO_CACHE="off")
-    env.pop("LOCAL_RANK", None)
+    env = ddp_env()
     last = out / "last.ckpt"
     killed_at = kill_after_checkpoint(command, env, last, 4)  # 8 weak / (2 x 2 ranks): 2 steps per epoch
     assert 4 <= killed_at < 16

@@ -7,6 +7,7 @@ F1 on the test split.
     atst-downstream sed --ckpt CKPT --task as_strong=/data/audioset_strong --out runs/as --recipe as-strong-official \
         --nproc 4
     atst-downstream sed --ckpt CKPT --task events.tsv --out runs/mine          # own strong labels, default recipe
+    atst-downstream sed --ckpt CKPT --task desed=/data/dcase2021 --out runs/student --distill-teacher runs/desed
 
 Recipes: desed-official (the DESED protocol: only the last block and the final norm trained, SGD lr 0.1, 5-epoch
 warm-up, cosine, 100 epochs x len(weak) // 128 steps, 128 strong + 128 weak per batch, clipping 3.0),
@@ -33,7 +34,7 @@ from ..results import report_skipped
 
 HELP = "train a sound event detector (DESED / AudioSet-strong official recipes or own data), PSDS on the test split"
 OPTIONS = ("recipe", "protocol", "fold", "psds_eval", "learning_rate", "max_epochs", "warmup_epochs", "strong_batch", "weak_batch",
-           "unlabelled_batch", "mean_teacher", "use_encoder")
+           "unlabelled_batch", "mean_teacher", "use_encoder", "distill_teacher", "distill_weight", "teacher_train_mode")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--psds_eval", type=parse_bool, default=True,
       help="also PSDS from psds_eval's 50 operating points on the test split (the published ATST numbers; slow on "
            "large test sets); the threshold-independent sed_scores_eval PSDS is always computed (default: true)")
+    a("--distill-teacher", "--distill_teacher", dest="distill_teacher", default=None, metavar="MODEL",
+      help="frame-level distillation: a trained sed model (the --out folder or best.ckpt of `atst-downstream sed`, "
+           "same classes) whose strong (and weak) scores the student also learns, frozen, in eval mode")
+    a("--distill-weight", "--distill_weight", dest="distill_weight", type=float, default=None, metavar="W",
+      help="loss = W x distillation + (1 - W) x sed loss (default 0.5, the official AudioSet-strong weighting; "
+           "0.333 gives the official DESED ratio)")
+    a("--teacher-train-mode", "--teacher_train_mode", dest="teacher_train_mode", action="store_true",
+      help="run the teacher in train mode (DropPath 0.1: stochastic targets, as the official C2F teacher)")
     a("--use_encoder", choices=BRANCHES, default="teacher", help="checkpoint branch")
     add_run_arguments(parser, exclude=("save_path", "max_steps"))
     parser.set_defaults(grad_clip=GRAD_CLIP, keep_every_steps=0)

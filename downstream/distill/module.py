@@ -41,7 +41,36 @@ class StudentAndTeacher(nn.Module):
         return torch.cat([self.student(mel, frames).float(), self.teacher(mel, frames).float()], dim=-1)
 
 
-class DistillModule(FinetuneModule):
+class InitialValidation:
+    """For a distillation module (a `FinetuneModule` with `initial`, None until measured): the untrained student
+    validated once before the first step, under a forked RNG so the training draws stay those of the plain run
+    with the same seed; kept in every checkpoint under `initial_key`."""
+
+    initial_key = CHECKPOINT_KEY
+    initial_writer = "atst-downstream distill"
+
+    def on_train_start(self) -> None:
+        if self.global_step == 0 and self.initial is None:
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                scores = self.evaluate_split("valid")
+            self.initial = {"valid": scores.metric, "valid_loss": scores.loss, **scores.extra}
+        super().on_train_start()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[self.initial_key] = {"initial": self.initial}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get(self.initial_key)
+        if not isinstance(state, dict):
+            raise ValueError(f"the checkpoint has no distillation state ({self.initial_key!r}); it was not written by "
+                             f"{self.initial_writer}")
+        self.initial = state.get("initial")
+
+
+class DistillModule(InitialValidation, FinetuneModule):
     """Fine-tuning of `model` towards `teacher` with distillation weight `weight` (the other arguments: those of
     `FinetuneModule`)."""
 
@@ -89,26 +118,5 @@ class DistillModule(FinetuneModule):
                         "teacher": score(teacher, targets, self.metric, self.bce).metric}
         return scores
 
-    def on_train_start(self) -> None:
-        if self.global_step == 0 and self.initial is None:
-            devices = [self.device] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                scores = self.evaluate_split("valid")
-            self.initial = {"valid": scores.metric, "valid_loss": scores.loss, **scores.extra}
-        super().on_train_start()
 
-    # ------------------------------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY] = {"initial": self.initial}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        state = checkpoint.get(CHECKPOINT_KEY)
-        if not isinstance(state, dict):
-            raise ValueError(f"the checkpoint has no distillation state ({CHECKPOINT_KEY!r}); it was not written by "
-                             f"atst-downstream distill")
-        self.initial = state.get("initial")
-
-
-__all__ = ["CHECKPOINT_KEY", "DistillModule", "StudentAndTeacher"]
+__all__ = ["CHECKPOINT_KEY", "DistillModule", "InitialValidation", "StudentAndTeacher"]

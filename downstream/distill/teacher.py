@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from atst.checkpoint import CheckpointError
 from atst.frontend import FrontendConfig
 
 from ..datasets import Task
 from ..finetune.model import FinetuneModel, trainable_encoder
+from ..frozen import FrozenNetwork
 from ..model_file import DownstreamModel, read_model_file
 
 TEACHER_KINDS = ("finetune", "distill")  # model files whose encoder was trained on the task with its head
@@ -68,32 +69,37 @@ def read_teacher(path: str, task: Task) -> TeacherSource:
     if model.kind not in TEACHER_KINDS:
         raise CheckpointError(f"--teacher {model.path} is a {model.kind!r} model (its encoder was not trained on the "
                               f"task); {advice}")
-    names, mine = list(task.labels.names), model.labels
-    if set(names) != set(mine):
-        missing, extra = sorted(set(names) - set(mine)), sorted(set(mine) - set(names))
-        raise ValueError(f"--teacher {model.path} was trained on other classes than task {task.name}: "
-                         + "; ".join(part for part in (f"task classes it lacks {missing[:10]}" if missing else "",
-                                                       f"classes the task lacks {extra[:10]}" if extra else "")
-                                     if part)
-                         + f"; pass a teacher fine-tuned on this task ({len(names)} classes)")
+    order = class_order(list(task.labels.names), model.labels,
+                        f"--teacher {model.path} was trained on other classes than task {task.name}",
+                        "pass a teacher fine-tuned on this task")
     if model.multi_label != task.labels.multi_label:
         raise ValueError(f"--teacher {model.path} is a {'multi' if model.multi_label else 'single'}-label model; task "
                          f"{task.name} is {'multi' if task.labels.multi_label else 'single'}-label")
-    order = [mine.index(name) for name in names]
-    return TeacherSource(model, None if order == list(range(len(order))) else order)
+    return TeacherSource(model, order)
 
 
-class FrozenTeacher(nn.Module):
-    """The teacher network (module docstring): `FinetuneModel` with the file's encoder, read-out and head."""
+def class_order(names: list[str], theirs: list[str], mismatch: str, advice: str) -> Optional[list[int]]:
+    """The teacher's index of each task class `names` among its classes `theirs` (None: the same order); other
+    classes: ValueError `mismatch: what differs; advice (N classes)`."""
+    if set(names) != set(theirs):
+        missing, extra = sorted(set(names) - set(theirs)), sorted(set(theirs) - set(names))
+        raise ValueError(f"{mismatch}: "
+                         + "; ".join(part for part in (f"task classes it lacks {missing[:10]}" if missing else "",
+                                                       f"classes the task lacks {extra[:10]}" if extra else "")
+                                     if part)
+                         + f"; {advice} ({len(names)} classes)")
+    order = [theirs.index(name) for name in names]
+    return None if order == list(range(len(order))) else order
+
+
+class FrozenTeacher(FrozenNetwork):
+    """The teacher network (module docstring): `FinetuneModel` with the file's encoder, read-out and head, frozen and
+    kept in eval mode by `downstream.frozen.FrozenNetwork`."""
 
     def __init__(self, model: FinetuneModel, order: Optional[list[int]] = None, stochastic: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.model.requires_grad_(False)
-        self.stochastic = stochastic
+        super().__init__(model, stochastic)
         self.register_buffer("order", None if order is None else torch.tensor(order, dtype=torch.long),
                              persistent=False)
-        self.train(False)
 
     @classmethod
     def build(cls, source: TeacherSource, stochastic: bool = False) -> "FrozenTeacher":
@@ -110,10 +116,6 @@ class FrozenTeacher(nn.Module):
             raise CheckpointError(f"--teacher {file.path}: its head does not fit its read-out: {error}") from None
         return cls(model, source.order, stochastic)
 
-    def train(self, mode: bool = True) -> "FrozenTeacher":
-        """Eval mode whatever `mode` is, unless the teacher is `stochastic` (the official train-mode teacher)."""
-        return super().train(mode and self.stochastic)
-
     def forward(self, mel: Tensor, frames: Tensor) -> Tensor:
         """`mel` `[B, n_mels, F]` normalised log-mels, `frames` `[B]` -> logits `[B, C]` in the task's class order."""
         with torch.no_grad():
@@ -121,14 +123,15 @@ class FrozenTeacher(nn.Module):
         return logits if self.order is None else logits.index_select(-1, self.order)
 
 
-def check_frontends(teacher: FrontendConfig, student: FrontendConfig, teacher_path: str) -> None:
+def check_frontends(teacher: FrontendConfig, student: FrontendConfig, teacher_path: str,
+                    flag: str = "--teacher") -> None:
     """Teacher and student read the same log-mel: ValueError naming the settings that differ."""
     if teacher != student:
         differ = [f"{name} {getattr(teacher, name)} (teacher) vs {getattr(student, name)} (student)"
                   for name in teacher.__dataclass_fields__ if getattr(teacher, name) != getattr(student, name)]
-        raise ValueError(f"--teacher {teacher_path} was trained on another log-mel front end than the student reads "
+        raise ValueError(f"{flag} {teacher_path} was trained on another log-mel front end than the student reads "
                          f"({'; '.join(differ)}); both see the same mel: use a teacher and a student --protocol "
                          f"with one front end")
 
 
-__all__ = ["FrozenTeacher", "TEACHER_KINDS", "TeacherSource", "check_frontends", "read_teacher"]
+__all__ = ["FrozenTeacher", "TEACHER_KINDS", "TeacherSource", "check_frontends", "class_order", "read_teacher"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import Tensor
 from atst import load_checkpoint
 from atst.checkpoint import CheckpointError
 
+from ..finetune.model import trainable_encoder
 from ..model_file import HEAD_PREFIX, MODEL_FORMAT, resolve_model_path
 from .decode import scores_to_events
 from .model import SedModel
@@ -45,9 +46,10 @@ class Detector:
     info: dict
 
     @classmethod
-    def load(cls, path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "Detector":
+    def load(cls, path: Union[str, Path], device: Union[str, torch.device] = "cpu",
+             drop_path_rate: Optional[float] = None) -> "Detector":
         """Read a `sed` model file (or the run folder holding it); anything else is a `CheckpointError` naming
-        what the file is."""
+        what the file is. `drop_path_rate`: the encoder's stochastic depth in train mode (None: the file's)."""
         path = resolve_model_path(path)
         loaded = load_checkpoint(path)
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -68,7 +70,8 @@ class Detector:
         if not isinstance(frame_seconds, float) or not math.isclose(frame_seconds, 0.04):
             raise CheckpointError(f"{path}: downstream.frame_seconds must be 0.04 (ATST-Frame tokens), got "
                                   f"{frame_seconds!r}")
-        model = SedModel(loaded.encoder, loaded.frontend_config, len(labels), "all")
+        encoder = loaded.encoder if drop_path_rate is None else trainable_encoder(loaded, drop_path_rate)
+        model = SedModel(encoder, loaded.frontend_config, len(labels), "all")
         head = {key[len(HEAD_PREFIX):]: value for key, value in raw["state_dict"].items()
                 if key.startswith(HEAD_PREFIX)}
         try:

@@ -62,7 +62,7 @@ def recording_targets(clip: StrongClip, frames: int, num_classes: int) -> tuple[
 
 
 @torch.no_grad()
-def score_recordings(model: SedModel, loader: Any, device: torch.device, precision: str,
+def score_recordings(model: Any, loader: Any, device: torch.device, precision: str,
                      on_skipped: Optional[Any] = None, trim: bool = True,
                      reduce: Optional[Callable[[int, Tensor], Any]] = None,
                      to_rank_zero: bool = False) -> dict[int, Any]:
@@ -139,6 +139,10 @@ class SedModule(FinetuneModule):
         """The losses of one batch: `strong` and `weak` BCE (a part the batch lacks gives 0 while touching its
         head, so every trainable tensor takes part under DDP), `consistency` with the mean teacher, `loss` the sum."""
         strong, weak, _ = self.model(batch["audio"])
+        return self.loss_parts(batch, strong, weak)
+
+    def loss_parts(self, batch: dict, strong: Tensor, weak: Tensor) -> dict[str, Tensor]:
+        """`losses` of the student's strong `[B, T, C]` and weak `[B, C]` probabilities on `batch`."""
         role = batch["role"].to(strong.device)
         parts = {}
         for name, rows, prediction, target in (("strong", role == 0, strong, batch["strong"]),
@@ -185,14 +189,15 @@ class SedModule(FinetuneModule):
         super().on_train_batch_end(outputs, batch, batch_idx)
 
     def split_scores(self, split: str, trim: bool = True,
-                     reduce: Optional[Callable[[int, Tensor], Any]] = None,
-                     to_rank_zero: bool = False) -> dict[int, Any]:
+                     reduce: Optional[Callable[[int, Tensor], Any]] = None, to_rank_zero: bool = False,
+                     model: Optional[Any] = None) -> dict[int, Any]:
         """{clip index: strong scores `[T, C]`} of every recording of `split` ("valid" or "test"); `trim` False
         keeps the scores of the padding (`SedModel.recording_scores`); `reduce`, `to_rank_zero`: see
-        `score_recordings`."""
+        `score_recordings`; `model`: what scores them (anything with `recording_scores`; default: the model
+        trained)."""
         loader = self.trainer.datamodule.eval_loader(split)
-        return score_recordings(self.model, loader, self.device, self.trainer.precision, self.skipped.note, trim,
-                                reduce, to_rank_zero)
+        return score_recordings(self.model if model is None else model, loader, self.device, self.trainer.precision,
+                                self.skipped.note, trim, reduce, to_rank_zero)
 
     def evaluate_split(self, split: str) -> Scores:
         """The validation score of `split`: each rank turns its recordings into losses, only those are gathered."""

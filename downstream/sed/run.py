@@ -37,8 +37,12 @@ from ..finetune.schedule import FinetuneSchedule
 from ..linear.cache import file_sha256
 from ..results import write_results
 from .datamodule import SedData
+from .distill import SedDistillModule, frame_gap
+from .distill_run import STRUCTURAL as DISTILL_STRUCTURAL
+from .distill_run import Distillation, check_distill_flags, plain_hyper_parameters, prepare_distillation
 from .model import SedModel
 from .module import SedModule
+from .teacher import SedTeacher
 from .postprocess import OFFICIAL_MEDIAN, SELECTION_THRESHOLD, choose_median_filters
 from .recipe import PROTOCOLS, SedRecipe, resolve_recipe
 from .report import KIND, sed_results
@@ -47,7 +51,7 @@ Log = Callable[[str], None]
 EXIT_OK, EXIT_SKIPPED = 0, 1
 STRUCTURAL = ("kind", "ckpt", "task", "protocol", "fold", "name", "scope", "learning_rate", "max_epochs", "warmup_epochs",
               "strong_batch", "weak_batch", "unlabelled_batch", "layer_decay", "mean_teacher", "world_size",
-              "accumulate_grad_batches", "seed", "classes")
+              "accumulate_grad_batches", "seed", "classes") + DISTILL_STRUCTURAL
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class SedConfig:
     use_encoder: str = "teacher"
     fold: int = 0  # k-fold HEAR event tasks: the test fold
     psds_eval: bool = True  # also the 50-operating-point PSDS of psds_eval (slow) on the test split
+    distill_teacher: Optional[str] = None  # a sed model file (or its run folder) to distil from, frame by frame
+    distill_weight: Optional[float] = None  # w of w * distillation + (1 - w) * sed loss; None: 0.5
+    teacher_train_mode: bool = False  # the teacher in train mode (DropPath active: stochastic targets)
 
 
 @dataclass
@@ -106,8 +113,9 @@ def eval_splits(task: StrongTask, protocol: str) -> tuple[dict[str, tuple[Strong
 
 
 def hyper_parameters(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe: SedRecipe,
-                     run: RunConfig, steps: int, schedule: FinetuneSchedule) -> dict:
-    return {"kind": "sed", "ckpt": loaded.path, "task": config.task if isinstance(config.task, str) else task.name,
+                     run: RunConfig, steps: int, schedule: FinetuneSchedule,
+                     distillation: Optional[Distillation] = None) -> dict:
+    return {**(distillation.hyper_parameters() if distillation else plain_hyper_parameters()),"kind": "sed", "ckpt": loaded.path, "task": config.task if isinstance(config.task, str) else task.name,
             "protocol": config.protocol, "fold": config.fold, **recipe.to_dict(), **run.as_flags(), "world_size": run.world_size,
             "classes": list(task.labels.names), "steps_per_epoch": steps, "total_steps": schedule.total_steps,
             "train_clips": {name: len(task.split(name)) for name in ("train_strong", "train_weak",
@@ -156,12 +164,36 @@ def evaluate_valid(scores: dict[str, torch.Tensor], truth: dict, durations: dict
                         median=medians, frame_seconds=TOKEN_SECONDS, include_psds_eval=False)
 
 
+def distilled_results(results: dict, distillation: Distillation, module: SedDistillModule, chosen: dict,
+                      names: list[str], test_clips: list[StrongClip], student: dict, teacher: dict, trim: bool,
+                      psds_eval: bool, weak: bool) -> dict:
+    """results.json of a distillation run: the teacher's numbers on the same test split (its own median filters),
+    the mean |p_S - p_T| on the test frames, the settings."""
+    t_scores, t_truth, t_durations = labelled(test_clips, teacher, names)
+    teacher_test = evaluate_test(t_scores, t_truth, t_durations, names, distillation.source.detector.median_filters,
+                                 trim, psds_eval)
+    from .report import numbers
+
+    keys = sorted(student)
+    gap = frame_gap(torch.cat([student[k] for k in keys]), torch.cat([teacher[k] for k in keys])) if keys else \
+        float("nan")
+    entry = distillation.results(module, results["epochs"], chosen, numbers(teacher_test["per_class_median"]), gap,
+                                 weak)
+    notes = list(results["protocol_notes"]) + [
+        f"Frame-level distillation from {distillation.path}: loss {entry['loss']}; teacher in {entry['teacher_mode']}"
+        f". teacher_test: the teacher on this test split with its own median filters."]
+    settings = {**results["settings"], "loss": entry["loss"] + f" (the sed loss: {results['settings']['loss']})",
+                "teacher": f"{distillation.path} ({entry['teacher_mode']})"}
+    return {**results, "distillation": entry, "settings": settings, "protocol_notes": notes}
+
+
 def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Log] = _log) -> SedOutcome:
     """The whole run (module docstring). `run`: devices, precision, seed, workers, ... (default:
     `finetune.run.default_run_config`: gradient clipping 3.0)."""
     start = time.perf_counter()
     if config.protocol not in PROTOCOLS:
         raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {config.protocol!r}")
+    check_distill_flags(config)
     recipe = resolve_recipe(config.recipe, config.learning_rate, config.max_epochs, config.warmup_epochs,
                             config.strong_batch, config.weak_batch, config.mean_teacher, config.unlabelled_batch)
     out = Path(config.out).expanduser().resolve()
@@ -173,6 +205,7 @@ def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Lo
         raise ValueError(f"{config.ckpt} is an ATST-{loaded.family.capitalize()} checkpoint; sound event detection "
                          f"reads ATST-Frame tokens (pass an ATST-Frame checkpoint)")
     task = load_task(config.task, config.protocol, config.fold)
+    distillation = prepare_distillation(config, task, loaded.frontend_config)
     splits, on_test = eval_splits(task, config.protocol)
     data = SedData(splits, task.labels.num_labels, recipe, replace(run, save_path=out), cache=resolve_cache(DEFAULT))
     steps = data.steps_per_epoch
@@ -180,7 +213,7 @@ def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Lo
                                       "official")
     fold_run = replace(run, save_path=out, max_steps=schedule.total_steps)
     data.run = fold_run
-    hp = hyper_parameters(config, task, loaded, recipe, run, steps, schedule)
+    hp = hyper_parameters(config, task, loaded, recipe, run, steps, schedule, distillation)
     writer = launch_rank(run.devices) == 0
     lock = claim_save_path(out, take_lock=writer)
     try:
@@ -192,7 +225,7 @@ def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Lo
             return SedOutcome(EXIT_SKIPPED if finished["skipped"] else EXIT_OK, out, finished if writer else None)
         out.mkdir(parents=True, exist_ok=True)
         return _train(config, task, loaded, recipe, fold_run, data, schedule, hp, splits, on_test, writer, log,
-                      start)
+                      start, distillation)
     finally:
         if lock is not None:
             lock.release()
@@ -200,7 +233,7 @@ def run_sed(config: SedConfig, run: Optional[RunConfig] = None, log: Optional[Lo
 
 def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe: SedRecipe, run: RunConfig,
            data: SedData, schedule: FinetuneSchedule, hp: dict, splits: dict, on_test: bool, writer: bool,
-           log: Optional[Log], start: float) -> SedOutcome:
+           log: Optional[Log], start: float, distillation: Optional[Distillation] = None) -> SedOutcome:
     from atst.training.lightning import pl, rank_zero_info
 
     out = run.save_path
@@ -215,8 +248,14 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
         "window_seconds": model.window_samples / model.backbone.sample_rate, "recipe": recipe.to_dict(),
         "protocol": config.protocol, "precision": "bf16" if run.precision == "bf16-mixed" else "fp32",
         "thresholds": [SELECTION_THRESHOLD] * len(names), "median_filters": [OFFICIAL_MEDIAN] * len(names),
-        "source_checkpoint": {"path": loaded.path, "sha256": sha256}})
-    module = SedModule(model, hp, schedule, data.steps_per_epoch, recipe, list(splits["valid"]), files)
+        "source_checkpoint": {"path": loaded.path, "sha256": sha256},
+        **(distillation.model_info() if distillation else {})})
+    if distillation is None:
+        module = SedModule(model, hp, schedule, data.steps_per_epoch, recipe, list(splits["valid"]), files)
+    else:  # the frozen teacher stays in eval mode on purpose; Lightning warns about such modules at the start
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+        module = SedDistillModule(model, SedTeacher(distillation.source), distillation.weight, hp, schedule,
+                                  data.steps_per_epoch, recipe, list(splits["valid"]), files)
     resume = resume_point(out, hp, STRUCTURAL, model=module, optimizers=[module.configure_optimizers()])
     trainer = build_trainer(run, use_distributed_sampler=False)
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
@@ -239,6 +278,7 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
     valid_scores = module.split_scores("valid", to_rank_zero=True)  # only rank 0 evaluates
     trim = config.protocol != "official"  # the official DESED test keeps the scores of the padding (quirk)
     test_scores = module.split_scores("test", trim, to_rank_zero=True)
+    teacher_scores = module.teacher_scores("test", trim, to_rank_zero=True) if distillation else None
     skipped: dict[str, str] = {}
     for part in gather_objects(module.skipped.reasons):
         skipped.update(part)
@@ -261,6 +301,9 @@ def _train(config: SedConfig, task: StrongTask, loaded: LoadedCheckpoint, recipe
                           skipped, {"path": loaded.path, "sha256": files.info["source_checkpoint"]["sha256"],
                            "family": "ATST-Frame", "branch": loaded.branch},
                           {name: len(splits[name]) for name in ("valid", "test")}, time.perf_counter() - start)
+    if distillation is not None:
+        results = distilled_results(results, distillation, module, chosen, names, list(splits["test"]), test_scores,
+                                    teacher_scores, trim, config.psds_eval, recipe.weak_batch > 0)
     write_results(out, results)
     if log:
         metric = results["metric"]
