@@ -28,6 +28,7 @@ def test_quick_settings_shrink_every_knob():
     assert Settings() == FULL == PRESETS["full"] and PRESETS["quick"] == QUICK
     assert QUICK.max_steps < FULL.max_steps and QUICK.corpus_clips < FULL.corpus_clips
     assert QUICK.grid_points < FULL.grid_points and QUICK.s3prl_steps < FULL.s3prl_steps
+    assert QUICK.clip_max_steps < FULL.clip_max_steps and QUICK.sed_epochs < FULL.sed_epochs
 
 
 def test_presets_name_s3prl_configs_that_exist():
@@ -134,6 +135,10 @@ def test_quick_demo_runs_every_stage(tmp_path):
     keys = [(p.name, json.loads((p / "task_metadata.json").read_text())["evaluation"][0]) for p in tasks]
     for key in keys + [(S3PRL_ROW, "test acc")]:
         assert all(rows[key][model] != "—" for model in MODELS), key
+    from atst.demo.report import DOWNSTREAM_ROWS
+    for kind, label in DOWNSTREAM_ROWS:  # linear, finetune, the ATST-Clip fine-tune (its pre-training), distill
+        assert any(task.endswith(f"({label})") and all(rows[(task, metric)][m] != "—" for m in MODELS)
+                   for task, metric in rows), kind
     assert results["loss_curve"] and (out / "loss_curve.png").is_file() and (out / "results.md").is_file()
     # the point of the demo: pre-training helps. Checked on the numbers themselves, not on the report's verdict
     generated = [r for r in results["results"] if r["task"] != S3PRL_ROW]
@@ -160,6 +165,23 @@ def test_report_adds_the_downstream_runs(tmp_path):
     assert (linear["pretrained"], linear["random_init"], linear["winner"]) == ("0.800 ± 0.050", "0.600 ± 0.050",
                                                                                "pretrained")
     assert rows["synth_scene (atst-downstream finetune)"]["winner"] == "random_init"
+
+
+def test_report_adds_the_clip_and_distillation_runs(tmp_path):
+    from atst.demo.report import DOWNSTREAM_ROWS, result_rows
+
+    labels = dict(DOWNSTREAM_ROWS)
+    for model, (clip, distill) in {"pretrained": (0.7, 0.9), "random_init": (0.65, 0.8)}.items():
+        for kind, score in (("clip_finetune", clip), ("distill", distill)):
+            folder = tmp_path / "downstream" / model / kind
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({"task": "synth_scene", "metric": "top1_acc",
+                                                             "test": {"top1_acc": score}}))
+    rows = {r["task"]: r for r in result_rows(tmp_path)}
+    clip = rows[f"synth_scene ({labels['clip_finetune']})"]
+    distill = rows[f"synth_scene ({labels['distill']})"]
+    assert (clip["pretrained"], clip["random_init"], clip["winner"]) == ("0.700", "0.650", "pretrained")
+    assert (distill["pretrained"], distill["random_init"], distill["winner"]) == ("0.900", "0.800", "pretrained")
 
 
 def test_report_adds_the_sed_rows(tmp_path):

@@ -209,10 +209,8 @@ class Demo:
                                     self.task_dir(s.linear_task), "--out", out / "linear", "--protocol", "hear",
                                     "--num_workers", 0], log_name=f"linear_{model}")
             self.run("downstream", [PY, "-m", "downstream", "finetune", "--ckpt", ckpt, "--task",
-                                    self.task_dir(s.finetune_task), "--out", out / "finetune", "--protocol", "hear",
-                                    "--max_epochs", s.finetune_epochs, "--warmup_epochs", 1, "--batch_size_per_gpu",
-                                    s.finetune_batch, "--learning_rate", s.finetune_learning_rate, "--accelerator",
-                                    "cpu", "--num_workers", 0, "--progress", "false"], log_name=f"finetune_{model}")
+                                    self.task_dir(s.finetune_task), "--out", out / "finetune",
+                                    *self.finetune_args()], log_name=f"finetune_{model}")
 
     def stage_sed(self) -> None:
         need_module("downstream", "sound event detection")
@@ -223,6 +221,47 @@ class Demo:
                              "--max_epochs", s.sed_epochs, "--warmup_epochs", 1, "--strong_batch", s.sed_batch,
                              "--learning_rate", s.sed_learning_rate, "--psds_eval", "false", "--accelerator", "cpu",
                              "--num_workers", 0, "--progress", "false"], log_name=f"sed_{model}")
+
+    def clip_checkpoint(self, model: str) -> Path:
+        """The ATST-Clip checkpoint of `model`: OUT/pretrain_clip/last.ckpt or OUT/random_init_clip.ckpt."""
+        return self.out / "pretrain_clip" / "last.ckpt" if model == "pretrained" else self.out / "random_init_clip.ckpt"
+
+    def clip_teacher(self, model: str) -> Path:
+        return self.out / "downstream" / model / "clip_finetune"
+
+    def finetune_args(self) -> List[object]:
+        s = self.settings
+        return ["--protocol", "hear", "--max_epochs", s.finetune_epochs, "--warmup_epochs", 1, "--batch_size_per_gpu",
+                s.finetune_batch, "--learning_rate", s.finetune_learning_rate, "--accelerator", "cpu",
+                "--num_workers", 0, "--progress", "false"]
+
+    def stage_clip(self) -> None:
+        need_module("pretrain", "ATST-Clip pre-training")
+        s = self.settings
+        self.need(self.corpus, "corpus")
+        self.run("clip", [PY, "-m", "pretrain", "--method", "clip", "--arch", ARCH, "--data_path", self.corpus,
+                          "--save_path", self.out / "pretrain_clip", "--nproc", PRETRAIN_PROCESSES, "--accelerator",
+                          "cpu", "--max_steps", s.clip_max_steps, "--warmup_steps", s.clip_warmup_steps,
+                          "--batch_size_per_gpu", s.clip_batch_size_per_gpu, "--train_len", s.clip_train_len,
+                          "--positive_len", s.clip_train_len, "--read_len", s.clip_read_len, "--learning_rate",
+                          s.clip_learning_rate, "--projector_hidden", s.clip_projector_hidden, "--num_workers", 0],
+                 show=r"^\[|step|loss|Error|rror", log_name="pretrain_clip")
+        self.need(self.clip_checkpoint("pretrained"), "clip")
+        self.synthetic("clip", "checkpoint", self.clip_checkpoint("random_init"), "--arch", ARCH, "--family", "clip",
+                       "--seed", s.random_seed, log_name="random_init_clip")
+        for model in MODELS:
+            self.run("clip", [PY, "-m", "downstream", "finetune", "--ckpt", self.clip_checkpoint(model), "--task",
+                              self.task_dir(s.finetune_task), "--out", self.clip_teacher(model),
+                              *self.finetune_args()], log_name=f"clip_finetune_{model}")
+
+    def stage_distill(self) -> None:
+        need_module("downstream", "ATST-C2F distillation")
+        teacher = self.need(self.clip_teacher("pretrained") / "best.ckpt", "clip")
+        for model in MODELS:
+            self.run("distill", [PY, "-m", "downstream", "distill", "--teacher", teacher.parent, "--ckpt",
+                                 self.existing_checkpoint(model), "--task", self.task_dir(self.settings.finetune_task),
+                                 "--out", self.out / "downstream" / model / "distill", *self.finetune_args()],
+                     log_name=f"distill_{model}")
 
     def task_dir(self, name: str) -> Path:
         """The generated task `name` (e.g. `synth_timbre`) under OUT/tasks."""

@@ -77,7 +77,9 @@ def plot_loss(points: List[tuple], path: Path) -> bool:
 
 
 S3PRL_ROW = "speech_commands (s3prl)"
-DOWNSTREAM_ROWS = (("linear", "atst-downstream linear"), ("finetune", "atst-downstream finetune"))
+DOWNSTREAM_ROWS = (("linear", "atst-downstream linear"), ("finetune", "atst-downstream finetune"),
+                   ("clip_finetune", "ATST-Clip, atst-downstream finetune"),
+                   ("distill", "atst-downstream distill, the pre-trained ATST-Clip row above as teacher"))
 
 
 def downstream_score(results_path: Path) -> Optional[tuple]:

@@ -20,6 +20,10 @@ STAGE_HELP: Dict[str, str] = {
                   "checkpoints",
     "sed": "python -m downstream sed (the generated event task, 10 s windows, the last block trained) for both "
            "checkpoints: PSDS1 and event F1",
+    "clip": "python -m pretrain --method clip: tiny ATST-Clip, 2-process DDP on CPU -> OUT/pretrain_clip/last.ckpt; "
+            "python -m downstream finetune of it and of a random-init ATST-Clip on the scene task",
+    "distill": "python -m downstream distill (ATST-C2F): the fine-tuned ATST-Clip as teacher, both ATST-Frame "
+               "checkpoints as students, on the scene task",
     "report": "the results table (markdown + JSON) and the pre-training loss curve (PNG)",
 }
 STAGES = tuple(STAGE_HELP)
@@ -67,9 +71,20 @@ class Settings:
     sed_epochs: int = 10
     sed_batch: int = 8
     sed_learning_rate: float = 0.1
+    # ATST-Clip pre-training on the same corpus: two 2 s crops of a 3 s read, 40 steps (about 60 s on 2 loaded
+    # cores); then the C2F step: the fine-tuned ATST-Clip (finetune settings above) teaches each ATST-Frame
+    # checkpoint on the scene task with the same fine-tuning settings
+    clip_max_steps: int = 40
+    clip_warmup_steps: int = 5
+    clip_batch_size_per_gpu: int = 4
+    clip_train_len: float = 2.0
+    clip_read_len: float = 3.0
+    clip_learning_rate: float = 0.05
+    clip_projector_hidden: int = 256
 
 
 FULL = Settings()
 QUICK = replace(FULL, corpus_clips=64, corpus_seconds=3.0, task_size="small", max_steps=80, warmup_steps=8,
-                learning_rate=0.05, ema=0.95, grid_points=1, s3prl_steps=6, finetune_epochs=3, sed_epochs=2)
+                learning_rate=0.05, ema=0.95, grid_points=1, s3prl_steps=6, finetune_epochs=3, sed_epochs=2,
+                clip_max_steps=10, clip_warmup_steps=2)
 PRESETS: Dict[str, Settings] = {"full": FULL, "quick": QUICK}
