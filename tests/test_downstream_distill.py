@@ -311,24 +311,13 @@ def test_usage_errors_name_what_is_wrong_and_create_nothing(fixtures, tasks, tea
 
 # ------------------------------------------------------------------------------------------ DDP, kill, resume
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_two_processes_train_mode_teacher_sigkill_then_resume(fixtures, tasks, teacher, tmp_path):
     """The official train-mode teacher under DDP (its head's batch norm is a collective), killed and resumed."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
-    from conftest import REPO, subprocess_env
+    from conftest import REPO, free_port, kill_after_checkpoint, subprocess_env
 
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "downstream", "distill", "--teacher", str(teacher), "--ckpt",
@@ -336,27 +325,14 @@ def test_ddp_two_processes_train_mode_teacher_sigkill_then_resume(fixtures, task
                "--teacher-train-mode", "--nproc", "2", "--accelerator", "cpu", "--batch_size_per_gpu", "2",
                "--max_epochs", "3", "--warmup_epochs", "1", "--num_workers", "1", "--ckpt_every_steps", "2",
                "--progress", "false", "--progress_every", "1"]
-    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+    env = subprocess_env(PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
                          ATST_AUDIO_CACHE="off")
     env.pop("LOCAL_RANK", None)
     last = out / "last.ckpt"
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and process.poll() is None:  # 10 clips / 2 ranks / 2: 3 steps per epoch
-            if last.is_file() and torch.load(last, weights_only=True)["global_step"] >= 4:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    kill_after_checkpoint(command, env, last, 4, timeout=600)  # 10 clips / 2 ranks / 2: 3 steps per epoch
     killed = torch.load(last, weights_only=True)
     assert 4 <= killed["global_step"] < 9 and killed["distill"]["initial"]["agreement"] is not None
-    env["MASTER_PORT"] = str(_free_port())
+    env["MASTER_PORT"] = str(free_port())
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
